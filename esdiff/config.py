@@ -1,0 +1,165 @@
+"""Frozen configuration dataclasses for every part of ESDiff, with JSON round trips.
+
+Each dataclass holds the numbers of one part of the method (SPEC sections 1-3). They travel as JSON
+inside checkpoints, so they must stay plain: numbers, strings, booleans, tuples and nested configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+FusionMode = Literal["softmax", "softmax0", "mean"]
+StartMode = Literal["lmafit", "noise"]
+TilingMode = Literal["overlap", "tile"]
+
+
+@dataclass(frozen=True)
+class MPTConfig:
+    """Virtual mask and mutual perturbation transform (SPEC 1)."""
+
+    ratio: float = 2.81
+    """Swap where z >= ratio, z ~ N(0, 1); 2.81 swaps 0.25 % of the pixels."""
+    seed: int = 0
+    """Seed of the virtual mask drawn for a new model."""
+    size: int = 64
+    """Spatial size of the virtual mask (the patch size)."""
+    enabled: bool = True
+    """False gives the 3-channel NCSN++ baseline (no MPT)."""
+    fusion: FusionMode = "softmax"
+    """How the four i-MPT estimates become one RGB patch."""
+    tau: float = 1.0
+    """Softmax temperature of the fusion weights."""
+
+    @property
+    def channels(self) -> int:
+        return 12 if self.enabled else 3
+
+
+@dataclass(frozen=True)
+class SDEConfig:
+    """Variance-exploding SDE (SPEC 2)."""
+
+    sigma_min: float = 0.01
+    sigma_max: float = 378.0
+    eps: float = 1e-5
+    """Smallest time used in training and at the end of sampling."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """NCSN++ architecture (Song et al. 2021); the paper size by default (SPEC 2)."""
+
+    channels: int = 12
+    image_size: int = 64
+    nf: int = 128
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 2, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple[int, ...] = (16,)
+    dropout: float = 0.0
+    fourier_scale: float = 16.0
+    fir_kernel: tuple[int, ...] = (1, 3, 3, 1)
+    skip_rescale: bool = True
+    init_scale: float = 0.0
+
+
+NETWORK_PRESETS: dict[str, NetworkConfig] = {
+    "paper": NetworkConfig(),
+    "base": NetworkConfig(nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,)),
+    "tiny": NetworkConfig(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and data settings of `esdiff train` (SPEC 2)."""
+
+    steps: int = 3000
+    crops_per_image: int = 1
+    flips: bool = False
+    redraw_mask: bool = False
+    lr: float = 2e-4
+    beta1: float = 0.9
+    adam_eps: float = 1e-8
+    warmup: int = 5000
+    grad_clip: float = 1.0
+    ema_rate: float = 0.999
+    checkpoint_every: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    """Block-Hankel low-rank machinery: LMaFit start and ADMM (SPEC 3.2, Eqs. 17-20)."""
+
+    window: int = 8
+    mu: float = 1.0
+    rank: int | None = None
+    """None: LMaFit's adaptive rank; an integer fixes it."""
+    lmafit_tol: float = 1.25e-4
+    lmafit_max_iter: int = 3000
+    max_rank: int = 191
+    dtype: Literal["float64", "float32"] = "float64"
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Predictor-corrector inpainting of Algorithm 1 (SPEC 3)."""
+
+    steps: int = 1000
+    snr: float = 0.075
+    start: StartMode = "lmafit"
+    predictor_noise: bool = False
+    corrector_samples: int = 1
+    tiling: TilingMode = "overlap"
+    patch_batch: int = 25
+    dc_lambda: float = 0.0
+    """0 is the noiseless data-consistency step (replace known pixels)."""
+    low_rank: LowRankConfig = field(default_factory=LowRankConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything a checkpoint needs to rebuild its network and encoding."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    mpt: MPTConfig = field(default_factory=MPTConfig)
+    sde: SDEConfig = field(default_factory=SDEConfig)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain JSON-ready data (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a (nested) config dataclass; unknown keys are an error, missing keys take defaults."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)  # type: ignore[arg-type]
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def from_json(cls: type[T], text: str) -> T:
+    return from_dict(cls, json.loads(text))

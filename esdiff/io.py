@@ -1,0 +1,176 @@
+"""Image files in and out (imageio): PNG, JPEG, TIFF, BMP; 8 or 16 bit; grey becomes RGB.
+
+Pixels are float32 ``H x W x 3`` in [0, 1]. Output keeps the input's bit depth. Writes are atomic: a
+file appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from esdiff.errors import EsdiffError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class Image:
+    pixels: np.ndarray
+    """float32 ``H x W x 3`` in [0, 1]."""
+    bit_depth: int
+    """8 or 16: the depth the image came with and will be written back in."""
+
+
+def _to_rgb(raw: np.ndarray, name: str) -> Image:
+    if raw.dtype == np.uint8:
+        depth, scale = 8, 255.0
+    elif raw.dtype == np.uint16:
+        depth, scale = 16, 65535.0
+    elif raw.dtype == bool:
+        depth, scale, raw = 8, 1.0, raw.astype(np.uint8)
+    elif np.issubdtype(raw.dtype, np.floating):
+        depth, scale = 16, 1.0
+    else:
+        raise EsdiffError(f"{name}: unsupported pixel type {raw.dtype}")
+    if raw.ndim == 2:
+        raw = raw[..., None]
+    if raw.ndim != 3 or raw.shape[2] not in (1, 2, 3, 4):
+        raise EsdiffError(f"{name}: not a single 2-D image (array shape {raw.shape})")
+    if raw.shape[2] in (2, 4):
+        warnings.warn(f"{name}: alpha channel dropped", stacklevel=3)
+        raw = raw[..., :-1]
+    if raw.shape[2] == 1:
+        raw = np.repeat(raw, 3, axis=2)
+    pixels = np.clip(raw.astype(np.float32) / np.float32(scale), 0.0, 1.0)
+    return Image(np.ascontiguousarray(pixels), depth)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_16bit_png(data: bytes) -> bool:
+    """Pillow reads 16-bit colour PNGs as 8 bit, so those go through pypng."""
+    return data[:8] == PNG_SIGNATURE and len(data) > 25 and data[24] == 16 and data[25] in (2, 6)
+
+
+def _read_16bit_png(data: bytes) -> np.ndarray:
+    import png
+
+    width, height, rows, meta = png.Reader(bytes=data).asDirect()
+    flat = np.vstack([np.asarray(row, np.uint16) for row in rows])
+    return flat.reshape(height, width, meta["planes"])
+
+
+def _decode(data: bytes) -> np.ndarray:
+    if _is_16bit_png(data):
+        return _read_16bit_png(data)
+    return np.asarray(iio.imread(_io.BytesIO(data)))
+
+
+def read_image(path: str | os.PathLike[str]) -> Image:
+    """Read one image file; any failure is one clear EsdiffError."""
+    path = Path(path)
+    if not path.exists():
+        raise EsdiffError(f"{path}: no such file")
+    if path.is_dir():
+        raise EsdiffError(f"{path}: is a folder, not an image")
+    try:
+        raw = _decode(path.read_bytes())
+    except Exception as exc:  # imageio raises many types for a bad file
+        raise EsdiffError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    return _to_rgb(raw, str(path))
+
+
+def decode_image(data: bytes, name: str = "<stdin>") -> Image:
+    """Decode image bytes (e.g. a PNG piped on stdin)."""
+    if not data:
+        raise EsdiffError(f"{name}: empty input")
+    try:
+        raw = _decode(data)
+    except Exception as exc:
+        raise EsdiffError(f"{name}: not a readable image ({type(exc).__name__})") from None
+    return _to_rgb(raw, name)
+
+
+def quantize(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float [0, 1] -> uint8 or uint16 with rounding."""
+    top = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.round(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
+
+
+def _encode(pixels: np.ndarray, bit_depth: int, suffix: str) -> bytes:
+    data = quantize(pixels, bit_depth)
+    if suffix == ".png" and bit_depth == 16:
+        import png
+
+        buffer = _io.BytesIO()
+        height, width, planes = data.shape
+        png.Writer(width, height, bitdepth=16, greyscale=False).write(buffer, data.reshape(height, -1))
+        return buffer.getvalue()
+    return iio.imwrite("<bytes>", data, extension=suffix)
+
+
+def encode_png(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
+    return _encode(pixels, bit_depth, ".png")
+
+
+def write_image(path: str | os.PathLike[str], pixels: np.ndarray, bit_depth: int = 8) -> None:
+    """Write atomically (temp file in the same folder, then rename); JPEG/BMP are always 8 bit."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise EsdiffError(f"{path}: unknown image type (use one of {', '.join(IMAGE_SUFFIXES)})")
+    if suffix in (".jpg", ".jpeg", ".bmp"):
+        bit_depth = 8
+    atomic_write_bytes(path, _encode(pixels, bit_depth, suffix))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise EsdiffError(f"{path}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise EsdiffError(f"{path}: cannot write ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name (hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EsdiffError(f"{folder}: no such folder")
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def center_crop_resize(pixels: np.ndarray, size: int = 256) -> np.ndarray:
+    """Resize the short side to ``size`` (anti-aliased) and centre-crop to ``size x size`` (SPEC 4)."""
+    from skimage.transform import resize
+
+    h, w = pixels.shape[:2]
+    scale = size / min(h, w)
+    if scale != 1.0:
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        pixels = resize(pixels, (nh, nw), anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
+        h, w = nh, nw
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(pixels[top : top + size, left : left + size])

@@ -1,0 +1,218 @@
+"""Low-rank Hankel machinery: the LMaFit start (SPEC 3.2-3.3) and one ADMM iteration (Eqs. 17-20).
+
+LMaFit (Wen, Yin & Zhang 2012, "Solving a low-rank factorization model for matrix completion by a
+nonlinear successive over-relaxation algorithm", Math. Prog. Comp. 4:333-361) fits ``M ~ U V^T`` on the
+known entries by alternating least squares with over-relaxation, raising the rank whenever the residual
+stalls. It is batched over patches: every patch keeps its own rank (its active columns; the rest are
+zero), step size, stopping test and iteration count, so a batch gives what each patch would alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from esdiff.config import LowRankConfig
+from esdiff.hankel import hankel, hankel_pinv
+from esdiff.operators import Inpainting
+
+
+@dataclass
+class LMaFitResult:
+    """Factors of ``M ~ U V^T`` per patch; columns past a patch's rank are zero."""
+
+    U: Tensor
+    """``[B, m, r]``."""
+    V: Tensor
+    """``[B, n, r]``."""
+    ranks: Tensor
+    """``[B]`` int64: the real rank of each patch (its non-zero columns)."""
+    iterations: Tensor
+    """``[B]`` int64: LMaFit iterations each patch ran."""
+    relres: Tensor
+    """``[B]``: final ``||P(M - U V^T)|| / max(1, ||P(M)||)`` on the known entries."""
+
+
+@dataclass
+class _Work:
+    """LMaFit state of the patches still iterating (all ``[b, ...]``), on the ``p x q`` (p <= q) problem."""
+
+    idx: Tensor  # which patches of the batch
+    M: Tensor  # data on known entries, zero elsewhere
+    W: Tensor  # known entries as 0/1 in the compute dtype
+    X: Tensor  # [b, p, K]
+    Y: Tensor  # [b, K, q]
+    Z: Tensor  # current completion: X Y off the known entries, data + alf Res on them
+    R: Tensor  # residual M - W * (X Y)
+    res: Tensor
+    nrm: Tensor  # max(1, ||M||)
+    alf: Tensor
+    inc: Tensor
+    rank: Tensor
+    itr_rank: Tensor
+    it: Tensor
+
+    def take(self, keep: Tensor) -> _Work:
+        return _Work(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+
+
+def _col_mask(rank: Tensor, width: int, dtype: torch.dtype) -> Tensor:
+    return (torch.arange(width, device=rank.device) < rank[:, None]).to(dtype)[:, None, :]
+
+
+def _pad_cols(t: Tensor, width: int) -> Tensor:
+    return t if t.shape[-1] >= width else torch.nn.functional.pad(t, (0, width - t.shape[-1]))
+
+
+def lmafit(
+    M: Tensor,
+    known: Tensor,
+    *,
+    rank: int | None = None,
+    tol: float = 1.25e-4,
+    max_iter: int = 3000,
+    max_rank: int = 191,
+    dtype: torch.dtype = torch.float64,
+    start_rank: int = 1,
+    init: tuple[Tensor, Tensor] | None = None,
+) -> LMaFitResult:
+    """Complete ``M [B, m, n]`` from the entries where ``known [B, m, n]`` (bool) is True.
+
+    ``rank=None``: adaptive rank (LMaFit ``est_rank = 2``) from ``start_rank``, +1 whenever the residual
+    stalls (relative change < 10 tol), +2 from rank 50, at most ``max_rank`` (use ``min(m, n) - 1``).
+    An integer fixes the rank. Stops when ``relres < tol``, when the residual stalls at the final rank,
+    or after ``max_iter`` iterations. ``init=(U0, V0)`` warm-starts from ``M ~ U0 V0^T`` (its width is
+    the start rank). Solves on the transposed problem when ``m > n`` (``X = 0, Y = eye(k, n)`` start).
+    """
+    if M.ndim != 3 or known.shape != M.shape:
+        raise ValueError(f"expected M and known of one shape [B, m, n], got {M.shape} and {known.shape}")
+    flip = M.shape[1] > M.shape[2]
+    W = (known.transpose(1, 2) if flip else known).to(dtype)
+    data = (M.transpose(1, 2) if flip else M).to(dtype) * W
+    B, p, q = data.shape
+    dev = data.device
+    adaptive = rank is None
+    k0 = int(init[0].shape[-1]) if init is not None else (start_rank if adaptive else int(rank))
+    if not 1 <= k0 <= min(p, q):
+        raise ValueError(f"start rank {k0} outside [1, {min(p, q)}]")
+    if init is None:
+        X = data.new_zeros(B, p, k0)
+        Y = torch.eye(k0, q, dtype=dtype, device=dev).expand(B, k0, q).clone()
+        Z, R = data.clone(), data.clone()
+    else:
+        U0, V0 = (t.to(dtype) for t in init)
+        X, Y = (V0, U0.transpose(1, 2)) if flip else (U0, V0.transpose(1, 2))
+        XY = X @ Y
+        R = data - W * XY
+        Z = XY + R
+    nrm = torch.linalg.vector_norm(data, dim=(1, 2)).clamp_min(1.0)
+    res = nrm.clone() if init is None else torch.linalg.vector_norm(R, dim=(1, 2))
+    zeros = data.new_zeros(B)
+    zi = torch.zeros(B, dtype=torch.int64, device=dev)
+    w = _Work(torch.arange(B, device=dev), data, W, X, Y, Z, R, res, nrm, zeros, zeros + 1, zi + k0, zi, zi)
+
+    out_X: list[Tensor | None] = [None] * B
+    out_Y: list[Tensor | None] = [None] * B
+    ranks, iters, relres = zi.clone(), zi.clone(), data.new_zeros(B)
+    while w.idx.numel():
+        w.it, w.itr_rank = w.it + 1, w.itr_rank + 1
+        K = w.X.shape[-1]
+        # Alternating least squares (the Zfull, DoQR branch): X = orth(Z Y^T), Y = X^T Z.
+        Q = torch.linalg.qr(w.Z @ w.Y.transpose(1, 2)).Q * _col_mask(w.rank, K, dtype)
+        Yn = Q.transpose(1, 2) @ w.Z
+        Zn = Q @ Yn
+        Rn = torch.addcmul(w.M, Zn, w.W, value=-1.0)
+        resn = torch.linalg.vector_norm(Rn, dim=(1, 2))
+        ratio = resn / w.res
+        reschg = (1.0 - ratio).abs()
+        rank_old = w.rank
+        if adaptive:  # raise the rank by appending zero columns: the next QR brings them alive
+            grow = (reschg < 10 * tol) & (w.rank < max_rank) & (w.itr_rank > 1)
+            step = torch.where(w.rank < 50, 1, 2)
+            w.rank = torch.where(grow, (w.rank + step).clamp_max(max_rank), w.rank)
+            w.itr_rank = torch.where(grow, 0, w.itr_rank)
+            width = int(w.rank.max())
+            if width > K:
+                Q, Yn = _pad_cols(Q, width), _pad_cols(Yn.transpose(1, 2), width).transpose(1, 2)
+                w.X, w.Y = _pad_cols(w.X, width), _pad_cols(w.Y.transpose(1, 2), width).transpose(1, 2)
+        # Over-relaxation weight: grow it while progress is slow, reset and revert when res rises.
+        bad = ratio >= 1
+        slow = ~bad & (ratio > 0.7)
+        inc = torch.where(bad, torch.maximum(0.1 * w.alf, 0.1 * w.inc), w.inc)
+        inc = torch.where(slow, torch.maximum(inc, 0.25 * w.alf), inc)
+        w.alf = torch.where(bad, 0.0, torch.where(slow, w.alf + inc, w.alf))
+        w.inc = inc
+        Zn.addcmul_(Rn, (1.0 + w.alf)[:, None, None])  # Z(Known) = data + alf Res; off Known: X Y
+        if bool(bad.any()):  # revert to the last accepted iterate (its rank too), Z(Known) = data
+            b = bad.nonzero()[:, 0]
+            Q[b], Yn[b], Rn[b], resn[b] = w.X[b], w.Y[b], w.R[b], w.res[b]
+            Zn[b] = torch.where(w.W[b] > 0, w.M[b], w.Z[b])
+            w.rank = torch.where(bad, rank_old, w.rank)
+        w.X, w.Y, w.Z, w.R, w.res = Q, Yn, Zn, Rn, resn
+        rel = w.res / w.nrm
+        stop = (rel < tol) | ((reschg < 0.5 * tol) & (w.itr_rank > 5)) | (w.it >= max_iter)
+        if bool(stop.any()):
+            for j in stop.nonzero()[:, 0].tolist():
+                i, r = int(w.idx[j]), int(rank_old[j])  # grown columns are still zero
+                out_X[i], out_Y[i] = w.X[j, :, :r], w.Y[j, :r, :]
+                ranks[i], iters[i], relres[i] = r, w.it[j], rel[j]
+            w = w.take(~stop)
+    width = int(ranks.max())
+    Xs = torch.stack([_pad_cols(x, width) for x in out_X if x is not None])
+    Ys = torch.stack([_pad_cols(y.T, width) for y in out_Y if y is not None])  # [B, q, r]
+    U, V = (Ys, Xs) if flip else (Xs, Ys)
+    return LMaFitResult(U, V, ranks, iters, relres)
+
+
+def admm_step(Hx: Tensor, U: Tensor, V: Tensor, L: Tensor, mu: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One ADMM iteration on the Hankel matrices ``[B, m, n]`` (paper Eqs. 17-20, SPEC 3.4 "LR step").
+
+    ``U = mu (Hx + L) V (I + mu V^T V)^-1`` (17); ``V = mu (Hx + L)^T U (I + mu U^T U)^-1`` with the new
+    ``U`` (18); ``L = Hx - U V^T + L`` (19); ``X_LR = U V^T - L`` (20). Zero columns of ``U, V`` stay zero.
+    """
+    T = Hx + L
+    eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
+    U = torch.linalg.solve(eye + mu * V.transpose(1, 2) @ V, mu * (T @ V), left=False)
+    V = torch.linalg.solve(eye + mu * U.transpose(1, 2) @ U, mu * (T.transpose(1, 2) @ U), left=False)
+    UV = U @ V.transpose(1, 2)
+    L = Hx - UV + L
+    return U, V, L, UV - L
+
+
+@dataclass
+class LowRankState:
+    """ADMM variables that persist across sampler steps: ``H(x) ~ U V^T``, multiplier ``L``."""
+
+    U: Tensor
+    V: Tensor
+    L: Tensor
+
+
+def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options) -> LMaFitResult:
+    """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``)."""
+    dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
+    return lmafit(
+        hy, hk, rank=cfg.rank, tol=cfg.lmafit_tol, max_iter=cfg.lmafit_max_iter, max_rank=cfg.max_rank,
+        dtype=dtype, **options,
+    )
+
+
+def init_low_rank(
+    y_patches: Tensor, known_patches: Tensor, cfg: LowRankConfig, **options
+) -> tuple[LowRankState, Tensor, LMaFitResult]:
+    """SPEC 3.2-3.3: LMaFit on ``H(y D)`` (known: ``H(D) == 1``), ``L0 = H(y D) - U V^T``.
+
+    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). Returns the state (float64), the
+    start ``x = DC(H^+(U V^T - L0))`` and the LMaFit result (ranks, iterations).
+    """
+    D = known_patches.to(torch.float64).expand_as(y_patches)
+    y = y_patches.to(torch.float64) * D
+    hy = hankel(y, cfg.window)
+    fit = lmafit_for(hy, hankel(D, cfg.window) > 0.5, cfg, **options)
+    U, V = fit.U.to(torch.float64), fit.V.to(torch.float64)
+    UV = U @ V.transpose(1, 2)
+    L0 = hy - UV
+    x = Inpainting(known_patches).prox_l2(hankel_pinv(UV - L0, cfg.window), y)
+    return LowRankState(U, V, L0), x, fit

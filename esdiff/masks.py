@@ -1,0 +1,268 @@
+"""Inpainting masks: seeded generators (random, block, box, text) and mask files (SPEC 4).
+
+A mask is ``known``: a bool H x W array, True on observed pixels, False on missing ones.
+Mask files follow the LaMa / OpenCV convention: white (non-zero) = missing, black = known.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from esdiff.errors import EsdiffError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+SPEC_HELP = (
+    "valid mask specs: 'random:P' (fraction P in [0, 1) of pixels missing), "
+    "'block:SIZE:P' (SIZE x SIZE blocks until a fraction P is missing), "
+    "'box:X,Y,W,H' (one missing rectangle, X = column, Y = row of its top-left corner), "
+    "'text1' (large text, about 13 % missing), 'text2' (small sparse text, about 5 % missing); "
+    "anything else is read as a mask file (white = missing)"
+)
+
+_KINDS = ("random", "block", "box")
+_TEXTS = ("text1", "text2")
+
+# Fixed word list for the text overlays: changing it changes every text mask.
+_WORDS = (
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
+    "et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip "
+    "ex ea commodo consequat duis aute irure in reprehenderit voluptate velit esse cillum fugiat nulla "
+    "pariatur excepteur sint occaecat cupidatat non proident sunt culpa qui officia deserunt mollit "
+    "anim id est laborum"
+).split()
+
+# Text styles at the paper's 256 x 256, scaled linearly with the image height: (font size px, line
+# pitch px). text1 is the heavier overlay (the paper's text1 scores lower PSNR than its text2).
+_TEXT_STYLES = {"text1": (22.0, 32.0), "text2": (10.0, 48.0)}
+
+
+def is_mask_spec(text: str) -> bool:
+    """True if ``text`` names a mask generator (``random:``, ``block:``, ``box:``, text1, text2)."""
+    return text in _TEXTS or (":" in text and text.split(":", 1)[0] in _KINDS)
+
+
+def generate_mask(spec: str, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Generate the seeded ``known`` mask (bool H x W) that ``spec`` describes; see ``SPEC_HELP``."""
+    if height <= 0 or width <= 0:
+        raise EsdiffError(f"mask size must be positive, got {height}x{width}")
+    if seed < 0:
+        raise EsdiffError(f"mask seed must be non-negative, got {seed}")
+    if spec in _TEXTS:
+        return _text_mask(spec, height, width, seed)
+    if not is_mask_spec(spec):
+        raise EsdiffError(f"unknown mask spec {spec!r}; {SPEC_HELP}")
+    kind, _, args = spec.partition(":")
+    if kind == "random":
+        return _random_mask(_fraction(args, spec), height, width, seed)
+    if kind == "block":
+        size_text, sep, p_text = args.partition(":")
+        if not sep:
+            raise EsdiffError(f"bad mask spec {spec!r}: expected 'block:SIZE:P'; {SPEC_HELP}")
+        size = _positive_int(size_text, spec)
+        if size > min(height, width):
+            raise EsdiffError(f"bad mask spec {spec!r}: block size {size} exceeds the {height}x{width} image")
+        return _block_mask(size, _fraction(p_text, spec), height, width, seed)
+    parts = args.split(",")
+    if len(parts) != 4:
+        raise EsdiffError(f"bad mask spec {spec!r}: expected 'box:X,Y,W,H'; {SPEC_HELP}")
+    x, y = (_int(p, spec) for p in parts[:2])
+    w, h = (_positive_int(p, spec) for p in parts[2:])
+    return _box_mask(x, y, w, h, height, width, spec)
+
+
+def _int(text: str, spec: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise EsdiffError(f"bad mask spec {spec!r}: {text!r} is not an integer; {SPEC_HELP}") from None
+
+
+def _positive_int(text: str, spec: str) -> int:
+    value = _int(text, spec)
+    if value <= 0:
+        raise EsdiffError(f"bad mask spec {spec!r}: sizes must be positive, got {value}; {SPEC_HELP}")
+    return value
+
+
+def _fraction(text: str, spec: str) -> float:
+    try:
+        p = float(text.strip())
+    except ValueError:
+        raise EsdiffError(f"bad mask spec {spec!r}: {text!r} is not a number; {SPEC_HELP}") from None
+    if not 0.0 <= p < 1.0:
+        raise EsdiffError(f"bad mask spec {spec!r}: missing fraction must be in [0, 1), got {p}; {SPEC_HELP}")
+    return p
+
+
+def _random_mask(p: float, height: int, width: int, seed: int) -> np.ndarray:
+    """Exactly round(P H W) missing pixels, chosen uniformly without replacement."""
+    n = height * width
+    known = np.ones(n, dtype=bool)
+    known[np.random.default_rng(seed).permutation(n)[: round(p * n)]] = False
+    return known.reshape(height, width)
+
+
+def _block_mask(size: int, p: float, height: int, width: int, seed: int) -> np.ndarray:
+    """Square SIZE x SIZE holes at uniform positions (overlaps allowed) until a fraction >= P is missing."""
+    rng = np.random.default_rng(seed)
+    known = np.ones((height, width), dtype=bool)
+    target = math.ceil(p * height * width)
+    missing = 0
+    while missing < target:
+        r = int(rng.integers(0, height - size + 1))
+        c = int(rng.integers(0, width - size + 1))
+        window = known[r : r + size, c : c + size]
+        missing += int(window.sum())
+        window[...] = False
+    return known
+
+
+def _box_mask(x: int, y: int, w: int, h: int, height: int, width: int, spec: str) -> np.ndarray:
+    """One missing rectangle, clipped to the image."""
+    r0, r1 = max(y, 0), min(y + h, height)
+    c0, c1 = max(x, 0), min(x + w, width)
+    if r0 >= r1 or c0 >= c1:
+        raise EsdiffError(f"bad mask spec {spec!r}: the box lies outside the {height}x{width} image")
+    known = np.ones((height, width), dtype=bool)
+    known[r0:r1, c0:c1] = False
+    return known
+
+
+def _text_mask(name: str, height: int, width: int, seed: int) -> np.ndarray:
+    """Lines of seeded random words drawn over the image with Pillow's built-in font (no system fonts).
+
+    Images under 256 px high are drawn supersampled, then the most-inked pixels of the area average go
+    missing, so the missing fraction stays at its 256 x 256 value and thin strokes do not vanish.
+    """
+    rng = np.random.default_rng([seed, _TEXTS.index(name)])  # text1 and text2 draw different words
+    ss = math.ceil(256 / height) if height < 256 else 1
+    font_px, pitch_px = (v * ss * height / 256 for v in _TEXT_STYLES[name])
+    ink = np.asarray(_draw_text_lines(ss * height, ss * width, font_px, pitch_px, rng))
+    if ss == 1:
+        return ink < 128
+    # Keep the supersampled missing fraction: the most-covered pixels of the area average go missing.
+    coverage = ink.reshape(height, ss, width, ss).astype(np.float64).mean(axis=(1, 3))
+    n_missing = round(float((ink >= 128).mean()) * height * width)
+    known = np.ones(height * width, dtype=bool)
+    known[np.argsort(-coverage.ravel(), kind="stable")[:n_missing]] = False
+    return known.reshape(height, width)
+
+
+def _draw_text_lines(
+    height: int, width: int, font_px: float, pitch_px: float, rng: np.random.Generator
+) -> Image:
+    """Grey image (PIL, mode L) with full-width lines of random words, ink = 255."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+    try:  # scalable built-in font (Pillow >= 10.1 with FreeType)
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=font_px)
+        scale = 1
+    except (TypeError, ImportError, OSError):  # the bitmap default font (about 11 px), scaled up
+        font, scale = ImageFont.load_default(), max(1, round(font_px / 11))
+    canvas = PILImage.new("L", (math.ceil(width / scale), math.ceil(height / scale)), 0)
+    draw = ImageDraw.Draw(canvas)
+    pitch = pitch_px / scale
+    y = float(rng.uniform(0, pitch / 2))
+    while y < canvas.height:
+        x = -float(rng.uniform(0, 2 * font_px / scale))  # lines start mid-word at the left edge
+        words: list[str] = []
+        while x + draw.textlength(" ".join(words), font=font) < canvas.width:
+            words.append(_WORDS[int(rng.integers(len(_WORDS)))])
+        draw.text((x, y), " ".join(words), fill=255, font=font)
+        y += pitch
+    if scale > 1:
+        canvas = canvas.resize((canvas.width * scale, canvas.height * scale), PILImage.Resampling.NEAREST)
+    return canvas.crop((0, 0, width, height))
+
+
+def missing_fraction(known: np.ndarray) -> float:
+    """Fraction of missing (False) pixels."""
+    return 1.0 - float(np.asarray(known, dtype=bool).mean())
+
+
+def _to_known(array: np.ndarray, name: str) -> np.ndarray:
+    """Threshold a mask array (max over colour channels, alpha ignored) into ``known``.
+
+    Missing: True (bool); >= 0.5 (float); non-zero if the values are only 0 and 1; else >= half the range
+    of uint8 / uint16 (other integer arrays: of 0..255).
+    """
+    if array.ndim == 3 and array.shape[-1] in (2, 4):  # drop alpha
+        array = array[..., : array.shape[-1] - 1]
+    if array.ndim == 3 and array.shape[-1] in (1, 3):
+        array = array.max(axis=-1)
+    if array.ndim != 2:
+        raise EsdiffError(
+            f"cannot read mask {name}: expected a 2-D gray or RGB(A) mask, got shape {array.shape}"
+        )
+    if array.dtype == bool:
+        return ~array
+    if np.issubdtype(array.dtype, np.floating):
+        half = 0.5
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise EsdiffError(f"cannot read mask {name}: unsupported dtype {array.dtype}")
+    elif array.size and array.min() >= 0 and array.max() == 1:
+        half = 0.5  # a 0/1 mask stored in an integer type: non-zero = missing
+    elif array.dtype in (np.uint8, np.uint16):
+        half = np.iinfo(array.dtype).max / 2
+    elif array.size and array.min() >= 0 and array.max() <= 255:
+        half = 127.5
+    else:
+        raise EsdiffError(f"cannot read mask {name}: integer values outside 0..255 in a {array.dtype} array")
+    return array < half
+
+
+def load_mask(path: str | Path, *, invert: bool = False, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask file (image or ``.npy``; white/non-zero = missing) as ``known``; ``invert`` flips it."""
+    path = Path(path)
+    if not path.is_file():
+        raise EsdiffError(f"cannot read mask {path}: no such file")
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            import imageio.v3 as iio
+
+            array = iio.imread(path)
+    except Exception as exc:  # imageio raises many types for unreadable files
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EsdiffError(f"cannot read mask {path}: not a readable image or .npy array ({detail})") from None
+    known = _to_known(np.asarray(array), str(path))
+    if invert:
+        known = ~known
+    if shape is not None and known.shape != tuple(shape):
+        raise EsdiffError(
+            f"mask {path} is {known.shape[0]}x{known.shape[1]} (HxW) but the image is {shape[0]}x{shape[1]}"
+        )
+    return known
+
+
+def save_mask(path: str | Path, known: np.ndarray) -> None:
+    """Write ``known`` as an 8-bit PNG: 255 = missing, 0 = known (``load_mask`` reads it back exactly)."""
+    import imageio.v3 as iio
+
+    known = np.asarray(known)
+    if known.ndim != 2:
+        raise EsdiffError(f"a mask must be 2-D (HxW), got shape {known.shape}")
+    from esdiff.io import atomic_write_bytes
+
+    data = iio.imwrite("<bytes>", np.where(known.astype(bool), 0, 255).astype(np.uint8), extension=".png")
+    atomic_write_bytes(Path(path), data)
+
+
+def resolve_mask(
+    spec_or_path: str, height: int, width: int, *, seed: int = 0, invert: bool = False
+) -> np.ndarray:
+    """Generate the mask a spec names, or load a mask file checked against H x W; ``invert`` flips it."""
+    if is_mask_spec(spec_or_path):
+        known = generate_mask(spec_or_path, height, width, seed)
+        return ~known if invert else known
+    if not Path(spec_or_path).is_file():
+        raise EsdiffError(f"mask {spec_or_path!r} is neither a mask spec nor an existing file; {SPEC_HELP}")
+    return load_mask(spec_or_path, invert=invert, shape=(height, width))

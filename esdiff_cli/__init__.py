@@ -1,0 +1,1 @@
+"""The `esdiff` command line: one module per subcommand over the `esdiff` library."""

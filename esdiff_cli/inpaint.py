@@ -1,0 +1,216 @@
+"""`esdiff inpaint`: fill the missing pixels of one image, a folder of images, or a PNG on stdin."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from esdiff.errors import EsdiffError
+from esdiff_cli.common import Device, cli_errors, console, fail, info, make_progress, print_error
+
+STDIO = "-"
+
+
+class Method(str, enum.Enum):
+    esdiff = "esdiff"
+    aloha = "aloha"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    source: Path | None
+    """None: the image comes on stdin."""
+    dest: Path | None
+    """None: the result goes to stdout."""
+
+
+def plan_jobs(source: str, out: str | None, overwrite: bool) -> tuple[list[Job], bool]:
+    """Where each input comes from and where its result goes; True when the input is a folder."""
+    from esdiff.io import IMAGE_SUFFIXES, list_images
+
+    if source == STDIO:
+        dest = None if out in (None, STDIO) else Path(out)
+        return [Job("stdin", None, dest)], False
+    path = Path(source)
+    if not path.exists():
+        raise EsdiffError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if out == STDIO:
+            raise EsdiffError("-o - writes one image to stdout; a folder of inputs needs an output folder")
+        folder = Path(out) if out else path.with_name(f"{path.name}_inpainted")
+        if folder.exists() and not folder.is_dir():
+            raise EsdiffError(f"{folder}: exists and is not a folder")
+        images = list_images(path)
+        if not images:
+            raise EsdiffError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return [Job(p.stem, p, folder / f"{p.stem}_inpainted.png") for p in images], True
+    if out == STDIO:
+        return [Job(path.stem, path, None)], False
+    if out is None:
+        dest = path.with_name(f"{path.stem}_inpainted.png")
+    elif Path(out).is_dir():
+        dest = Path(out) / f"{path.stem}_inpainted.png"
+    else:
+        dest = Path(out)
+    if dest.suffix.lower() not in IMAGE_SUFFIXES:
+        raise EsdiffError(f"{dest}: unknown image type (use .png, .tif, .jpg or .bmp)")
+    if dest.exists() and not overwrite:
+        raise EsdiffError(f"{dest}: exists (use --overwrite to replace it)")
+    return [Job(path.stem, path, dest)], False
+
+
+def find_by_stem(folder: Path, stem: str) -> Path:
+    from esdiff.io import IMAGE_SUFFIXES
+
+    for candidate in sorted(folder.iterdir()):
+        if candidate.stem == stem and candidate.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
+            return candidate
+    raise EsdiffError(f"{folder}: no mask named {stem}.* for image {stem}")
+
+
+def resolve_job_mask(mask: str, job: Job, shape: tuple[int, int], *, seed: int, invert: bool) -> Any:
+    from esdiff.masks import generate_mask, is_mask_spec, load_mask
+
+    if is_mask_spec(mask):
+        return generate_mask(mask, *shape, seed=seed)
+    path = Path(mask)
+    if path.is_dir():
+        path = find_by_stem(path, job.name)
+    return load_mask(path, invert=invert, shape=shape)
+
+
+def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]:
+    """Read, inpaint, write one image; returns its summary."""
+    from esdiff.io import decode_image, encode_png, read_image, write_image
+    from esdiff.masks import missing_fraction
+    from esdiff.methods import MethodOptions, run_method
+
+    if job.dest is not None and job.dest.exists() and not args["overwrite"]:
+        raise EsdiffError(f"{job.dest}: exists (use --overwrite to replace it)")
+    image = read_image(job.source) if job.source else decode_image(sys.stdin.buffer.read())
+    shape = image.pixels.shape[:2]
+    known = resolve_job_mask(args["mask"], job, shape, seed=args["mask_seed"], invert=args["invert_mask"])
+    summary: dict[str, Any] = {
+        "input": str(job.source or STDIO),
+        "output": str(job.dest or STDIO),
+        "size": [shape[1], shape[0]],
+        "missing_fraction": missing_fraction(known),
+        "method": args["method"],
+        "seed": args["seed"],
+    }
+    info(f"{job.name}: {shape[1]}x{shape[0]}, {summary['missing_fraction']:.2%} missing")
+    options = MethodOptions(seed=args["seed"], device=args["device"], settings=args["settings"])
+    start = time.perf_counter()
+    result = run_method(args["method"], image.pixels, known, options, progress_for(job.name))
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    if args["gt"] is not None:
+        from esdiff.metrics import evaluate
+
+        truth = read_image(args["gt"]).pixels
+        if truth.shape != image.pixels.shape:
+            raise EsdiffError(f"{args['gt']}: ground truth size differs from the input's")
+        summary["metrics"] = {k: round(float(v), 4) for k, v in evaluate(result, truth, known).items()}
+    if job.dest is None:
+        sys.stdout.buffer.write(encode_png(result, image.bit_depth))
+        sys.stdout.buffer.flush()
+    else:
+        job.dest.parent.mkdir(parents=True, exist_ok=True)
+        write_image(job.dest, result, image.bit_depth)
+    return summary
+
+
+def command(
+    source: Annotated[str, typer.Argument(metavar="INPUT", help="Image file, folder of images, or - (stdin).")],
+    mask: Annotated[
+        str,
+        typer.Option(help="Mask file, folder (matched by stem), or spec: random:P, block:S:P, box:X,Y,W,H, text1."),
+    ],
+    out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
+    method: Annotated[Method, typer.Option(help="Inpainting method.")] = Method.esdiff,
+    model: Annotated[Path | None, typer.Option(help="Checkpoint from esdiff train (default: built-in).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (esdiff method).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every image (results do not depend on batching).")] = 0,
+    mask_seed: Annotated[int, typer.Option(help="Seed of generated masks.")] = 0,
+    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Mask files mark KNOWN pixels white.")] = False,
+    device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
+    patch_batch: Annotated[int, typer.Option(min=1, help="Patches processed at once (memory bound).")] = 25,
+    gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask)."""
+    with cli_errors():
+        jobs, is_folder = plan_jobs(source, out, overwrite)
+        if json_out and any(job.dest is None for job in jobs):
+            raise fail("--json prints on stdout, which -o - already uses")
+        if gt is not None and is_folder:
+            raise fail("--gt takes one ground-truth image; use esdiff evaluate for folders")
+        settings: dict[str, Any] = {"patch_batch": patch_batch}
+        if method == Method.esdiff:
+            settings.update(model=model, steps=steps)
+        elif model is not None or steps is not None:
+            raise fail(f"--model and --steps apply to --method esdiff, not {method.value}")
+        from esdiff_cli.common import resolve_device
+
+        args = {
+            "mask": mask,
+            "mask_seed": mask_seed,
+            "invert_mask": invert_mask,
+            "method": method.value,
+            "seed": seed,
+            "device": str(resolve_device(device)),
+            "settings": settings,
+            "gt": gt,
+            "overwrite": overwrite,
+        }
+        summaries, failures = [], 0
+        with make_progress(quiet) as progress:
+            images_task = progress.add_task("images", total=len(jobs), info="") if is_folder else None
+
+            def progress_for(name: str) -> Any:
+                task = progress.add_task(name, total=None, info="")
+
+                def update(done: int, total: int, **extra: Any) -> None:
+                    text = "  ".join(f"{k} {v}" for k, v in extra.items())
+                    progress.update(task, completed=done, total=total, info=text)
+
+                return update
+
+            for job in jobs:
+                try:
+                    summary = run_job(job, args, progress_for)
+                except EsdiffError as exc:
+                    if not is_folder:
+                        raise
+                    failures += 1
+                    print_error(f"{job.name}: {exc}")
+                    summary = {"input": str(job.source), "error": str(exc)}
+                else:
+                    report(summary)
+                summaries.append(summary)
+                if images_task is not None:
+                    progress.advance(images_task)
+        if json_out:
+            print(json.dumps(summaries if is_folder else summaries[0], indent=2))
+        if failures:
+            raise fail(f"{failures} of {len(jobs)} images failed", 1)
+
+
+def report(summary: dict[str, Any]) -> None:
+    line = f"wrote {summary['output']} in {summary['seconds']:.1f} s"
+    metrics = summary.get("metrics")
+    if metrics:
+        line += (
+            f"  PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"
+            f" (missing region: PSNR {metrics['psnr_missing']:.2f} dB, SSIM {metrics['ssim_missing']:.4f})"
+        )
+    console.print(line, soft_wrap=True, markup=False)

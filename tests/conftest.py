@@ -1,0 +1,34 @@
+"""Shared fixtures: small real images, the shared data folder, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(os.environ.get("ESDIFF_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def astronaut() -> np.ndarray:
+    """A 96x128 float32 crop of scikit-image's astronaut (a real colour photo)."""
+    from skimage import data
+
+    return (data.astronaut()[100:196, 150:278] / 255.0).astype(np.float32)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

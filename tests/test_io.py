@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from esdiff.errors import EsdiffError
+from esdiff.io import center_crop_resize, decode_image, encode_png, read_image, write_image
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])
+def test_8bit_round_trip_is_exact(tmp_path: Path, suffix: str) -> None:
+    raw = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / f"a{suffix}", raw)
+    image = read_image(tmp_path / f"a{suffix}")
+    assert image.bit_depth == 8 and image.pixels.dtype == np.float32
+    write_image(tmp_path / f"b{suffix}", image.pixels, image.bit_depth)
+    assert np.array_equal(iio.imread(tmp_path / f"b{suffix}"), raw)
+
+
+def test_16bit_is_kept(tmp_path: Path) -> None:
+    import png
+
+    raw = np.random.default_rng(1).integers(0, 65536, (10, 12, 3), dtype=np.uint16)
+    with open(tmp_path / "a.png", "wb") as handle:
+        png.Writer(12, 10, bitdepth=16, greyscale=False).write(handle, raw.reshape(10, -1))
+    image = read_image(tmp_path / "a.png")
+    assert image.bit_depth == 16
+    write_image(tmp_path / "b.png", image.pixels, image.bit_depth)
+    assert np.array_equal(read_image(tmp_path / "b.png").pixels, image.pixels)
+    write_image(tmp_path / "b.tif", image.pixels, image.bit_depth)
+    assert np.array_equal(iio.imread(tmp_path / "b.tif"), raw)
+
+
+def test_jpeg_reads(tmp_path: Path) -> None:
+    iio.imwrite(tmp_path / "a.jpg", np.full((16, 16, 3), 128, np.uint8))
+    assert read_image(tmp_path / "a.jpg").pixels.shape == (16, 16, 3)
+
+
+def test_grey_becomes_three_equal_channels(tmp_path: Path) -> None:
+    iio.imwrite(tmp_path / "g.png", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    pixels = read_image(tmp_path / "g.png").pixels
+    assert pixels.shape == (8, 8, 3) and np.array_equal(pixels[..., 0], pixels[..., 2])
+
+
+def test_alpha_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    iio.imwrite(tmp_path / "a.png", np.zeros((8, 8, 4), np.uint8))
+    with pytest.warns(UserWarning, match="alpha"):
+        assert read_image(tmp_path / "a.png").pixels.shape == (8, 8, 3)
+
+
+def test_bad_files_give_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "text.png").write_text("not an image")
+    for path in (tmp_path / "missing.png", tmp_path / "text.png", tmp_path):
+        with pytest.raises(EsdiffError):
+            read_image(path)
+    with pytest.raises(EsdiffError):
+        decode_image(b"")
+
+
+def test_stdin_png_round_trip() -> None:
+    pixels = np.random.default_rng(2).random((9, 7, 3)).astype(np.float32)
+    decoded = decode_image(encode_png(pixels)).pixels
+    assert np.abs(decoded - pixels).max() <= 0.5 / 255 + 1e-6
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(EsdiffError):
+        write_image(tmp_path / "x.gif", np.zeros((4, 4, 3)))
+    with pytest.raises(EsdiffError):
+        write_image(tmp_path / "nofolder" / "x.png", np.zeros((4, 4, 3)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_center_crop_resize() -> None:
+    out = center_crop_resize(np.random.default_rng(3).random((256, 463, 3)).astype(np.float32))
+    assert out.shape == (256, 256, 3)
+    out = center_crop_resize(np.random.default_rng(3).random((300, 200, 3)).astype(np.float32))
+    assert out.shape == (256, 256, 3)

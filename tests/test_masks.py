@@ -1,0 +1,198 @@
+"""Mask generators (seeded, exact fractions) and mask files (LaMa convention: white = missing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from esdiff.errors import EsdiffError
+from esdiff.masks import (
+    generate_mask,
+    is_mask_spec,
+    load_mask,
+    missing_fraction,
+    resolve_mask,
+    save_mask,
+)
+
+SEEDED = ["random:0.8", "block:16:0.3", "text1", "text2"]
+
+
+@pytest.mark.parametrize("spec", [*SEEDED, "box:10,20,30,40"])
+def test_generators_are_deterministic(spec: str) -> None:
+    a, b = generate_mask(spec, 96, 80, seed=3), generate_mask(spec, 96, 80, seed=3)
+    assert a.dtype == bool and a.shape == (96, 80)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("spec", SEEDED)
+def test_seed_changes_mask(spec: str) -> None:
+    assert not np.array_equal(generate_mask(spec, 96, 80, seed=0), generate_mask(spec, 96, 80, seed=1))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.7, 0.8, 0.9, 0.999])
+def test_random_fraction_is_exact(p: float) -> None:
+    known = generate_mask(f"random:{p}", 256, 256, seed=1)
+    assert (~known).sum() == round(p * 256 * 256)
+
+
+def test_block_fraction_and_block_size() -> None:
+    size, p = 12, 0.4
+    known = generate_mask(f"block:{size}:{p}", 100, 90, seed=2)
+    assert missing_fraction(known) >= p
+    assert missing_fraction(known) < p + size * size / (100 * 90) + 1e-12  # stops at the first block past P
+    # Every missing pixel lies in some all-missing size x size square (holes are unions of blocks).
+    windows = np.lib.stride_tricks.sliding_window_view(~known, (size, size)).all(axis=(2, 3))
+    covered = np.zeros_like(known)
+    for dr in range(size):
+        for dc in range(size):
+            covered[dr : dr + windows.shape[0], dc : dc + windows.shape[1]] |= windows
+    np.testing.assert_array_equal(covered, ~known)
+
+
+def test_box_is_exact_and_clipped() -> None:
+    known = generate_mask("box:10,20,30,40", 64, 128)
+    expected = np.ones((64, 128), dtype=bool)
+    expected[20:60, 10:40] = False
+    np.testing.assert_array_equal(known, expected)
+    clipped = generate_mask("box:-5,50,20,100", 64, 128)
+    assert (~clipped).sum() == 15 * 14 and not clipped[50:, :15].any()
+
+
+def test_text_masks_fractions() -> None:
+    fractions = {
+        name: np.mean([missing_fraction(generate_mask(name, 256, 256, seed=s)) for s in range(4)])
+        for name in ("text1", "text2")
+    }
+    assert 0.10 <= fractions["text1"] <= 0.15
+    assert 0.03 <= fractions["text2"] <= 0.06
+    assert fractions["text1"] > fractions["text2"]
+
+
+@pytest.mark.parametrize("name", ["text1", "text2"])
+def test_text_masks_keep_fraction_on_small_images(name: str) -> None:
+    big = missing_fraction(generate_mask(name, 256, 256, seed=0))
+    small = missing_fraction(generate_mask(name, 64, 64, seed=0))
+    assert small == pytest.approx(big, abs=0.01)
+
+
+def test_text_mask_bitmap_font_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import ImageFont
+
+    original = ImageFont.load_default
+
+    def no_freetype(size: float | None = None) -> ImageFont.ImageFont:
+        if size is not None:
+            raise ImportError("The _imagingft C module is not installed")
+        return original()
+
+    monkeypatch.setattr(ImageFont, "load_default", no_freetype)
+    frac = missing_fraction(generate_mask("text1", 256, 256))
+    assert 0.05 < frac < 0.25
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "random:1.0",
+        "random:-0.1",
+        "random:abc",
+        "random:",
+        "block:0:0.5",
+        "block:-4:0.5",
+        "block:8",
+        "block:8:1.5",
+        "block:500:0.5",
+        "box:1,2,3",
+        "box:1,2,0,4",
+        "box:a,b,c,d",
+        "box:300,0,10,10",
+        "text3",
+        "circle:5",
+    ],
+)
+def test_bad_specs_raise(spec: str) -> None:
+    with pytest.raises(EsdiffError, match="mask spec"):
+        generate_mask(spec, 64, 64)
+
+
+def test_bad_size_or_seed_raise() -> None:
+    with pytest.raises(EsdiffError, match="positive"):
+        generate_mask("random:0.5", 0, 64)
+    with pytest.raises(EsdiffError, match="seed"):
+        generate_mask("text1", 64, 64, seed=-1)
+
+
+def test_is_mask_spec() -> None:
+    for spec in ["random:0.5", "block:8:0.2", "box:0,0,4,4", "text1", "text2", "random:bad"]:
+        assert is_mask_spec(spec)
+    for path in ["mask.png", "text1.png", "C:\\masks\\m.png", "random", "masks/random:0.5.png"]:
+        assert not is_mask_spec(path)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    known = generate_mask("random:0.5", 33, 47, seed=5)
+    save_mask(tmp_path / "m.png", known)
+    raw = iio.imread(tmp_path / "m.png")
+    assert raw.dtype == np.uint8 and set(np.unique(raw)) == {0, 255}
+    assert raw[~known].min() == 255  # white = missing
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png"), known)
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png", invert=True), ~known)
+
+
+def test_16bit_rgb_rgba_and_npy_masks(tmp_path: Path) -> None:
+    known = generate_mask("box:2,3,5,4", 16, 20)
+    missing = ~known
+    iio.imwrite(tmp_path / "m16.png", np.where(missing, 40000, 30000).astype(np.uint16))
+    rgb = np.zeros((16, 20, 3), dtype=np.uint8)
+    rgb[..., 1] = np.where(missing, 200, 0)  # only one colour channel marks the hole
+    iio.imwrite(tmp_path / "rgb.png", rgb)
+    rgba = np.concatenate([rgb, np.full((16, 20, 1), 255, np.uint8)], axis=-1)
+    iio.imwrite(tmp_path / "rgba.png", rgba)
+    iio.imwrite(tmp_path / "m.bmp", np.where(missing, 255, 0).astype(np.uint8))
+    np.save(tmp_path / "b.npy", missing)
+    np.save(tmp_path / "f.npy", missing.astype(np.float32))
+    np.save(tmp_path / "i.npy", missing.astype(np.int64))
+    for name in ["m16.png", "rgb.png", "rgba.png", "m.bmp", "b.npy", "f.npy", "i.npy"]:
+        np.testing.assert_array_equal(load_mask(tmp_path / name), known, err_msg=name)
+
+
+def test_zero_one_png_counts_ones_as_missing(tmp_path: Path) -> None:
+    known = generate_mask("box:2,3,5,4", 16, 20)
+    iio.imwrite(tmp_path / "m01.png", (~known).astype(np.uint8))
+    np.testing.assert_array_equal(load_mask(tmp_path / "m01.png"), known)
+
+
+def test_unreadable_files_raise(tmp_path: Path) -> None:
+    (tmp_path / "fake.png").write_text("not an image")
+    with pytest.raises(EsdiffError, match="cannot read mask"):
+        load_mask(tmp_path / "fake.png")
+    with pytest.raises(EsdiffError, match="cannot read mask"):
+        load_mask(tmp_path / "absent.png")
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4, 5)))
+    with pytest.raises(EsdiffError, match="cannot read mask"):
+        load_mask(tmp_path / "cube.npy")
+
+
+def test_size_mismatch_raises(tmp_path: Path) -> None:
+    save_mask(tmp_path / "m.png", np.ones((30, 40), dtype=bool))
+    with pytest.raises(EsdiffError, match="30x40.*32x40"):
+        load_mask(tmp_path / "m.png", shape=(32, 40))
+    with pytest.raises(EsdiffError, match="30x40"):
+        resolve_mask(str(tmp_path / "m.png"), 32, 40)
+
+
+def test_resolve_mask(tmp_path: Path) -> None:
+    np.testing.assert_array_equal(
+        resolve_mask("random:0.3", 20, 30, seed=4), generate_mask("random:0.3", 20, 30, seed=4)
+    )
+    np.testing.assert_array_equal(resolve_mask("text2", 64, 64, invert=True), ~generate_mask("text2", 64, 64))
+    known = generate_mask("block:4:0.2", 20, 30)
+    save_mask(tmp_path / "m.png", known)
+    np.testing.assert_array_equal(resolve_mask(str(tmp_path / "m.png"), 20, 30), known)
+    np.testing.assert_array_equal(resolve_mask(str(tmp_path / "m.png"), 20, 30, invert=True), ~known)
+    with pytest.raises(EsdiffError, match="neither a mask spec nor an existing file.*random:P"):
+        resolve_mask("nosuch.png", 20, 30)
