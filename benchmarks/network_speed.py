@@ -4,7 +4,8 @@ Usage: python benchmarks/network_speed.py [--presets base tiny] [--repeats 3] [-
 
 A train step is the one of SPEC 2: forward, backward and Adam on a batch of 64x64 MPT crops with the
 continuous denoising score-matching loss. The paper preset is timed by one forward pass only (slow on a
-CPU). Times are medians of `--repeats` runs after one warm-up run, on the thread count torch defaults to.
+CPU). Times are the best of `--repeats` runs after one warm-up run (the minimum is the least disturbed by
+other load on a shared machine), on the thread count torch defaults to.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +25,7 @@ from esdiff.nn import ScoreModel, build_score_model, count_parameters
 SIGMA_MIN, SIGMA_MAX = 0.01, 378.0
 
 
-def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+def _best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -35,7 +35,7 @@ def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def _batch(cfg: NetworkConfig, batch: int, device: torch.device, g: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -56,7 +56,7 @@ def time_forward(model: ScoreModel, batch: int, repeats: int, device: torch.devi
             model(x, sigma)
 
     step()  # warm-up
-    return _median_time(step, repeats, device)
+    return _best_time(step, repeats, device)
 
 
 def time_train_step(model: ScoreModel, batch: int, repeats: int, device: torch.device) -> float:
@@ -75,7 +75,7 @@ def time_train_step(model: ScoreModel, batch: int, repeats: int, device: torch.d
         opt.step()
 
     step()  # warm-up
-    return _median_time(step, repeats, device)
+    return _best_time(step, repeats, device)
 
 
 def measure(
@@ -97,7 +97,7 @@ def _fmt(v: object) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=list(NETWORK_PRESETS), choices=list(NETWORK_PRESETS))
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best taken)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/network_speed.json"))
     args = parser.parse_args(argv)

@@ -56,7 +56,7 @@ def run_method(
             observed, known, seed=options.seed, progress=progress, device=options.device, **options.settings
         )
     elif name == "esdiff":
-        from esdiff.sampler import inpaint_image
+        from esdiff.inpaint import inpaint_image
 
         result = inpaint_image(observed, known, seed=options.seed, device=options.device, progress=progress,
                                **options.settings)

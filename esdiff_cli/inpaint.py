@@ -91,13 +91,19 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     """Read, inpaint, write one image; returns its summary."""
     from esdiff.io import decode_image, encode_png, read_image, write_image
     from esdiff.masks import missing_fraction
-    from esdiff.methods import MethodOptions, run_method
+    from esdiff.methods import MethodOptions, check_mask, run_method
 
     if job.dest is not None and job.dest.exists() and not args["overwrite"]:
         raise EsdiffError(f"{job.dest}: exists (use --overwrite to replace it)")
     image = read_image(job.source) if job.source else decode_image(sys.stdin.buffer.read())
     shape = image.pixels.shape[:2]
     known = resolve_job_mask(args["mask"], job, shape, seed=args["mask_seed"], invert=args["invert_mask"])
+    check_mask(known, shape)
+    truth = None
+    if args["gt"] is not None:
+        truth = read_image(args["gt"]).pixels
+        if truth.shape != image.pixels.shape:
+            raise EsdiffError(f"{args['gt']}: ground truth size differs from the input's")
     summary: dict[str, Any] = {
         "input": str(job.source or STDIO),
         "output": str(job.dest or STDIO),
@@ -111,12 +117,9 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     start = time.perf_counter()
     result = run_method(args["method"], image.pixels, known, options, progress_for(job.name))
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    if args["gt"] is not None:
+    if truth is not None:
         from esdiff.metrics import evaluate
 
-        truth = read_image(args["gt"]).pixels
-        if truth.shape != image.pixels.shape:
-            raise EsdiffError(f"{args['gt']}: ground truth size differs from the input's")
         summary["metrics"] = {k: round(float(v), 4) for k, v in evaluate(result, truth, known).items()}
     if job.dest is None:
         sys.stdout.buffer.write(encode_png(result, image.bit_depth))
@@ -172,6 +175,10 @@ def command(
             "gt": gt,
             "overwrite": overwrite,
         }
+        if method == Method.esdiff:  # a bad checkpoint fails before any image is touched
+            from esdiff.inpaint import load
+
+            load(str(model) if model else None, args["device"])
         summaries, failures = [], 0
         with make_progress(quiet) as progress:
             images_task = progress.add_task("images", total=len(jobs), info="") if is_folder else None

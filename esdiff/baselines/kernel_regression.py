@@ -28,18 +28,19 @@ import numpy as np
 
 DEFAULTS: dict = {
     "order": 2,
-    "h": 1.0,
-    "radius": 4,
+    "h": None,
+    "radius": None,
     "ridge": 1e-4,
     "min_support": 0.02,
-    "steering_iterations": 0,
-    "steering_h": 2.0,
-    "steering_radius": 5,
+    "steering_iterations": 2,
+    "steering_h": None,
+    "steering_radius": None,
     "window": 5,
-    "alpha": 0.5,
+    "alpha": 0.2,
     "lambda1": 1.0,
     "lambda2": 0.01,
 }
+_H_SCALE, _STEERING_H_SCALE = 0.67, 1.15  # auto bandwidths: scale / sqrt(fraction of known pixels)
 
 _BASIS = [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)]  # exponents (a, b) of u^a v^b
 _SIZE = {0: 1, 1: 3, 2: 6}
@@ -63,18 +64,23 @@ def inpaint(
     image, known = _check(image, known)
     observed = np.where(known[..., None], image, 0.0)
     total = 1 + cfg["steering_iterations"]
+    density = max(known.mean(), 1e-3)
+    h = cfg["h"] or _H_SCALE / np.sqrt(density)
+    radius = cfg["radius"] or int(np.ceil(3.5 * h))
+    steering_h = cfg["steering_h"] or _STEERING_H_SCALE / np.sqrt(density)
+    steering_radius = cfg["steering_radius"] or int(np.ceil(2.2 * steering_h))
 
-    est, grad, support = fit(observed, known, h=cfg["h"], radius=cfg["radius"], order=cfg["order"],
-                             ridge=cfg["ridge"])
-    est = _fill_unsupported(est, observed, known, support / (2 * np.pi * cfg["h"] ** 2), cfg)
+    est, grad, support = fit(observed, known, h=h, radius=radius, order=cfg["order"], ridge=cfg["ridge"])
+    est = _fill_unsupported(est, observed, known, support / (2 * np.pi * h**2), h, cfg["min_support"])
     if progress is not None:
         progress(1, total)
     for i in range(cfg["steering_iterations"]):
         steer = steering_matrices(grad, window=cfg["window"], alpha=cfg["alpha"], lambda1=cfg["lambda1"],
                                   lambda2=cfg["lambda2"])
-        est, grad, support = fit(observed, known, h=cfg["steering_h"], radius=cfg["steering_radius"],
-                                 order=cfg["order"], ridge=cfg["ridge"], steer=steer)
-        est = _fill_unsupported(est, observed, known, support / (2 * np.pi * cfg["steering_h"] ** 2), cfg)
+        est, grad, support = fit(observed, known, h=steering_h, radius=steering_radius, order=cfg["order"],
+                                 ridge=cfg["ridge"], steer=steer)
+        mass = support / (2 * np.pi * steering_h**2)
+        est = _fill_unsupported(est, observed, known, mass, steering_h, cfg["min_support"])
         if progress is not None:
             progress(2 + i, total)
     return np.where(known[..., None], image, np.clip(est, 0.0, 1.0))
@@ -170,13 +176,13 @@ def steering_matrices(
 
 
 def _fill_unsupported(
-    est: np.ndarray, observed: np.ndarray, known: np.ndarray, mass: np.ndarray, cfg: dict
+    est: np.ndarray, observed: np.ndarray, known: np.ndarray, mass: np.ndarray, h: float, min_support: float
 ) -> np.ndarray:
     """Normalised Gaussian convolution (of doubling width) where the local fit has too little data."""
     from scipy.ndimage import gaussian_filter
 
-    todo = mass < cfg["min_support"]
-    sigma = 2.0 * cfg["h"]
+    todo = mass < min_support
+    sigma = 2.0 * h
     est = est.copy()
     weight = known.astype(np.float64)
     while todo.any() and sigma < 4 * max(known.shape):
