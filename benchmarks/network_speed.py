@@ -38,7 +38,9 @@ def _best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> 
     return min(times)
 
 
-def _batch(cfg: NetworkConfig, batch: int, device: torch.device, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+def _batch(
+    cfg: NetworkConfig, batch: int, device: torch.device, g: torch.Generator
+) -> tuple[torch.Tensor, ...]:
     x = torch.rand(batch, cfg.channels, cfg.image_size, cfg.image_size, generator=g).to(device)
     t = torch.rand(batch, generator=g) * (1 - 1e-5) + 1e-5
     sigma = (SIGMA_MIN * (SIGMA_MAX / SIGMA_MIN) ** t).to(device)

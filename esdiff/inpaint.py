@@ -35,8 +35,6 @@ def load(path: str | None, device: str) -> tuple[ScoreModel, Tensor | None, VESD
     return model, (keep.bool() if cfg.mpt.enabled else None), VESDE.from_config(cfg.sde), cfg.mpt
 
 
-
-
 def patch_generators(seed: int, count: int) -> list[torch.Generator]:
     """One generator per patch, seeded from the image seed and the patch index."""
     return [torch.Generator().manual_seed(seed * 1_000_003 + k) for k in range(count)]
@@ -83,8 +81,15 @@ def inpaint_image(
                 progress(c * cfg.steps + done, total)
 
         x = sample_patches(
-            score, encoding, sde, y_all[part].to(device), known_all[part].to(device), cfg,
-            generators[part], steps_used, callback,
+            score,
+            encoding,
+            sde,
+            y_all[part].to(device),
+            known_all[part].to(device),
+            cfg,
+            generators[part],
+            steps_used,
+            callback,
         )
         out.append(x.cpu())
     result = grid.stitch(torch.cat(out)).permute(1, 2, 0).numpy().astype(np.float64)

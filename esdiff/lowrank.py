@@ -37,15 +37,20 @@ class LMaFitResult:
 
 @dataclass
 class _Work:
-    """LMaFit state of the patches still iterating (all ``[b, ...]``), on the ``p x q`` (p <= q) problem."""
+    """LMaFit state of the patches still iterating (all ``[b, ...]``), on the ``p x q`` (p <= q) problem.
+
+    The completion ``Z`` is kept as ``X Y + (1 + alf) R``: ``X Y`` off the known entries and
+    ``data + alf R`` on them (LMaFit's over-relaxed ``Z(Known) = data + alf Res``), never stored.
+    """
 
     idx: Tensor  # which patches of the batch
     M: Tensor  # data on known entries, zero elsewhere
     W: Tensor  # known entries as 0/1 in the compute dtype
-    X: Tensor  # [b, p, K]
+    X: Tensor  # [b, p, K], orthonormal active columns, zero past the rank
     Y: Tensor  # [b, K, q]
-    Z: Tensor  # current completion: X Y off the known entries, data + alf Res on them
     R: Tensor  # residual M - W * (X Y)
+    Rb: Tensor  # spare storage for the next R
+    XY: Tensor  # scratch storage for X Y
     res: Tensor
     nrm: Tensor  # max(1, ||M||)
     alf: Tensor
@@ -64,6 +69,28 @@ def _col_mask(rank: Tensor, width: int, dtype: torch.dtype) -> Tensor:
 
 def _pad_cols(t: Tensor, width: int) -> Tensor:
     return t if t.shape[-1] >= width else torch.nn.functional.pad(t, (0, width - t.shape[-1]))
+
+
+def _pad_rows(t: Tensor, width: int) -> Tensor:
+    return t if t.shape[-2] >= width else torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[-2]))
+
+
+def _start(data: Tensor, W: Tensor, k0: int, init: tuple[Tensor, Tensor] | None, flip: bool) -> _Work:
+    B, p, q = data.shape
+    if init is None:  # X = 0, Y = eye(k, n): Z = data
+        X = data.new_zeros(B, p, k0)
+        Y = torch.eye(k0, q, dtype=data.dtype, device=data.device).expand(B, k0, q).clone()
+        R = data.clone()
+    else:
+        U0, V0 = (t.to(data.dtype) for t in init)
+        X, Y = (V0, U0.transpose(1, 2)) if flip else (U0, V0.transpose(1, 2))
+        R = torch.addcmul(data, X @ Y, W, value=-1.0)
+    nrm = torch.linalg.vector_norm(data, dim=(1, 2)).clamp_min(1.0)
+    res = nrm.clone() if init is None else torch.linalg.vector_norm(R, dim=(1, 2))
+    zero, zi = data.new_zeros(B), torch.zeros(B, dtype=torch.int64, device=data.device)
+    idx = torch.arange(B, device=data.device)
+    scratch = (torch.empty_like(R), torch.empty_like(R))
+    return _Work(idx, data, W, X, Y, R, *scratch, res, nrm, zero, zero + 1, zi + k0, zi, zi)
 
 
 def lmafit(
@@ -89,79 +116,59 @@ def lmafit(
     if M.ndim != 3 or known.shape != M.shape:
         raise ValueError(f"expected M and known of one shape [B, m, n], got {M.shape} and {known.shape}")
     flip = M.shape[1] > M.shape[2]
-    W = (known.transpose(1, 2) if flip else known).to(dtype)
+    W = (known.transpose(1, 2) if flip else known).to(dtype).contiguous()
     data = (M.transpose(1, 2) if flip else M).to(dtype) * W
     B, p, q = data.shape
-    dev = data.device
     adaptive = rank is None
     k0 = int(init[0].shape[-1]) if init is not None else (start_rank if adaptive else int(rank))
     if not 1 <= k0 <= min(p, q):
         raise ValueError(f"start rank {k0} outside [1, {min(p, q)}]")
-    if init is None:
-        X = data.new_zeros(B, p, k0)
-        Y = torch.eye(k0, q, dtype=dtype, device=dev).expand(B, k0, q).clone()
-        Z, R = data.clone(), data.clone()
-    else:
-        U0, V0 = (t.to(dtype) for t in init)
-        X, Y = (V0, U0.transpose(1, 2)) if flip else (U0, V0.transpose(1, 2))
-        XY = X @ Y
-        R = data - W * XY
-        Z = XY + R
-    nrm = torch.linalg.vector_norm(data, dim=(1, 2)).clamp_min(1.0)
-    res = nrm.clone() if init is None else torch.linalg.vector_norm(R, dim=(1, 2))
-    zeros = data.new_zeros(B)
-    zi = torch.zeros(B, dtype=torch.int64, device=dev)
-    w = _Work(torch.arange(B, device=dev), data, W, X, Y, Z, R, res, nrm, zeros, zeros + 1, zi + k0, zi, zi)
-
-    out_X: list[Tensor | None] = [None] * B
-    out_Y: list[Tensor | None] = [None] * B
-    ranks, iters, relres = zi.clone(), zi.clone(), data.new_zeros(B)
+    w = _start(data, W, k0, init, flip)
+    out: list[tuple[Tensor, Tensor]] = [(data, data)] * B
+    ranks, iters, relres = torch.zeros_like(w.rank), torch.zeros_like(w.rank), data.new_zeros(B)
     while w.idx.numel():
         w.it, w.itr_rank = w.it + 1, w.itr_rank + 1
-        K = w.X.shape[-1]
-        # Alternating least squares (the Zfull, DoQR branch): X = orth(Z Y^T), Y = X^T Z.
-        Q = torch.linalg.qr(w.Z @ w.Y.transpose(1, 2)).Q * _col_mask(w.rank, K, dtype)
-        Yn = Q.transpose(1, 2) @ w.Z
-        Zn = Q @ Yn
-        Rn = torch.addcmul(w.M, Zn, w.W, value=-1.0)
+        # Alternating least squares with Z = X Y + s R (the DoQR branch): X = orth(Z Y^T), Y = X^T Z.
+        s = (1.0 + w.alf)[:, None, None]
+        Yt = w.Y.transpose(1, 2)
+        X = torch.baddbmm(w.X @ (w.Y @ Yt), w.R, Yt * s)
+        X = torch.linalg.qr(X).Q * _col_mask(w.rank, X.shape[-1], dtype)
+        Xt = X.transpose(1, 2)
+        Y = torch.baddbmm((Xt @ w.X) @ w.Y, Xt * s, w.R)
+        Rn = torch.addcmul(w.M, torch.bmm(X, Y, out=w.XY), w.W, value=-1.0, out=w.Rb)
         resn = torch.linalg.vector_norm(Rn, dim=(1, 2))
         ratio = resn / w.res
         reschg = (1.0 - ratio).abs()
-        rank_old = w.rank
+        rank = w.rank
         if adaptive:  # raise the rank by appending zero columns: the next QR brings them alive
             grow = (reschg < 10 * tol) & (w.rank < max_rank) & (w.itr_rank > 1)
             step = torch.where(w.rank < 50, 1, 2)
             w.rank = torch.where(grow, (w.rank + step).clamp_max(max_rank), w.rank)
             w.itr_rank = torch.where(grow, 0, w.itr_rank)
-            width = int(w.rank.max())
-            if width > K:
-                Q, Yn = _pad_cols(Q, width), _pad_cols(Yn.transpose(1, 2), width).transpose(1, 2)
-                w.X, w.Y = _pad_cols(w.X, width), _pad_cols(w.Y.transpose(1, 2), width).transpose(1, 2)
-        # Over-relaxation weight: grow it while progress is slow, reset and revert when res rises.
+            width = max(int(w.rank.max()), X.shape[-1])
+            X, Y, w.X, w.Y = _pad_cols(X, width), _pad_rows(Y, width), _pad_cols(w.X, width), _pad_rows(w.Y, width)
+        # Over-relaxation weight: grow it while progress is slow; reset it and revert when res rises.
         bad = ratio >= 1
         slow = ~bad & (ratio > 0.7)
-        inc = torch.where(bad, torch.maximum(0.1 * w.alf, 0.1 * w.inc), w.inc)
-        inc = torch.where(slow, torch.maximum(inc, 0.25 * w.alf), inc)
-        w.alf = torch.where(bad, 0.0, torch.where(slow, w.alf + inc, w.alf))
-        w.inc = inc
-        Zn.addcmul_(Rn, (1.0 + w.alf)[:, None, None])  # Z(Known) = data + alf Res; off Known: X Y
-        if bool(bad.any()):  # revert to the last accepted iterate (its rank too), Z(Known) = data
-            b = bad.nonzero()[:, 0]
-            Q[b], Yn[b], Rn[b], resn[b] = w.X[b], w.Y[b], w.R[b], w.res[b]
-            Zn[b] = torch.where(w.W[b] > 0, w.M[b], w.Z[b])
-            w.rank = torch.where(bad, rank_old, w.rank)
-        w.X, w.Y, w.Z, w.R, w.res = Q, Yn, Zn, Rn, resn
+        w.inc = torch.where(bad, torch.maximum(0.1 * w.alf, 0.1 * w.inc), w.inc)
+        w.inc = torch.where(slow, torch.maximum(w.inc, 0.25 * w.alf), w.inc)
+        w.alf = torch.where(bad, 0.0, torch.where(slow, w.alf + w.inc, w.alf))
+        for j in bad.nonzero()[:, 0].tolist():  # back to the last accepted iterate and its rank
+            X[j], Y[j], resn[j] = w.X[j], w.Y[j], w.res[j]
+            Rn[j].copy_(w.R[j])
+        w.rank = torch.where(bad, rank, w.rank)
+        w.X, w.Y, w.R, w.Rb, w.res = X, Y, Rn, w.R, resn
         rel = w.res / w.nrm
         stop = (rel < tol) | ((reschg < 0.5 * tol) & (w.itr_rank > 5)) | (w.it >= max_iter)
         if bool(stop.any()):
             for j in stop.nonzero()[:, 0].tolist():
-                i, r = int(w.idx[j]), int(rank_old[j])  # grown columns are still zero
-                out_X[i], out_Y[i] = w.X[j, :, :r], w.Y[j, :r, :]
+                i, r = int(w.idx[j]), int(rank[j])  # columns grown in this iteration are still zero
+                out[i] = (w.X[j, :, :r], w.Y[j, :r, :].T)
                 ranks[i], iters[i], relres[i] = r, w.it[j], rel[j]
             w = w.take(~stop)
     width = int(ranks.max())
-    Xs = torch.stack([_pad_cols(x, width) for x in out_X if x is not None])
-    Ys = torch.stack([_pad_cols(y.T, width) for y in out_Y if y is not None])  # [B, q, r]
+    Xs = torch.stack([_pad_cols(x, width) for x, _ in out])
+    Ys = torch.stack([_pad_cols(y, width) for _, y in out])  # [B, q, r]
     U, V = (Ys, Xs) if flip else (Xs, Ys)
     return LMaFitResult(U, V, ranks, iters, relres)
 

@@ -13,8 +13,8 @@ from esdiff.errors import EsdiffError
 
 Progress = Callable[..., None]
 
-METHODS: tuple[str, ...] = ("esdiff", "aloha")
-"""Methods `esdiff inpaint --method` accepts."""
+METHODS: tuple[str, ...] = ("esdiff", "ncsnpp", "aloha", "biharmonic", "kernel-regression", "ksvd", "dip")
+"""Every method by name: ESDiff, the paper's baselines, and scikit-image's biharmonic reference."""
 
 
 @dataclass
@@ -30,10 +30,13 @@ def check_mask(known: np.ndarray, shape: tuple[int, int]) -> None:
     """Reject masks that cannot be inpainted (wrong size, no known pixel)."""
     if known.shape != shape:
         raise EsdiffError(
-            f"mask is {known.shape[1]}x{known.shape[0]} but the image is {shape[1]}x{shape[0]} (width x height)"
+            f"mask is {known.shape[1]}x{known.shape[0]} but the image is {shape[1]}x{shape[0]}"
+            " (width x height)"
         )
     if not known.any():
-        raise EsdiffError("mask leaves no known pixel: nothing to inpaint from (flipped mask? try --invert-mask)")
+        raise EsdiffError(
+            "mask leaves no known pixel: nothing to inpaint from (flipped mask? try --invert-mask)"
+        )
 
 
 def run_method(
@@ -55,11 +58,26 @@ def run_method(
         result = aloha.inpaint(
             observed, known, seed=options.seed, progress=progress, device=options.device, **options.settings
         )
-    elif name == "esdiff":
+    elif name in ("esdiff", "ncsnpp"):
         from esdiff.inpaint import inpaint_image
 
-        result = inpaint_image(observed, known, seed=options.seed, device=options.device, progress=progress,
-                               **options.settings)
+        settings = dict(options.settings)
+        if name == "ncsnpp":
+            settings.setdefault("step_list", "no-lowrank")
+            if settings.get("model") is None:
+                raise EsdiffError(
+                    "method ncsnpp needs a 3-channel checkpoint (esdiff train --no-mpt); pass its path"
+                )
+        result = inpaint_image(
+            observed, known, seed=options.seed, device=options.device, progress=progress, **settings
+        )
+    elif name in METHODS:
+        from esdiff.baselines.registry import BASELINES
+
+        settings = dict(options.settings)
+        if name == "dip":
+            settings.setdefault("device", options.device)
+        result = BASELINES[name](observed, known, seed=options.seed, progress=progress, **settings)
     else:
         raise EsdiffError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
     result = np.where(known[..., None], image, np.clip(result, 0.0, 1.0))

@@ -58,7 +58,10 @@ def write_outputs(result: MPTResult, folder: Path) -> tuple[Path, Path]:
     png = folder / f"{result.name}_mpt.png"
     data = save(
         {"object": result.obj.contiguous(), "keep": result.keep.contiguous()},
-        metadata={"layout": "R,G,B | RG group | GB group | BR group", "swap_fraction": str(result.swap_fraction)},
+        metadata={
+            "layout": "R,G,B | RG group | GB group | BR group",
+            "swap_fraction": str(result.swap_fraction),
+        },
     )
     atomic_write_bytes(tensors, data)
     atomic_write_bytes(png, encode_png(picture(result)))

@@ -132,7 +132,10 @@ def sample_patches(
     steps: Sequence[Step] = STEP_LISTS["esdiff"],
     callback: Callable[[int, int], None] | None = None,
 ) -> Tensor:
-    """Run the step list for ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]`` (``known [B, 1, ...]``)."""
+    """Run the step list for ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
+
+    ``known [B, 1, 64, 64]`` marks observed pixels; returns the final iterate (no oracle selection).
+    """
     _, sigmas, step_vars = sde.schedule(cfg.steps)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))

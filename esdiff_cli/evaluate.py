@@ -1,10 +1,111 @@
-"""`esdiff evaluate`: not implemented yet."""
+"""`esdiff evaluate`: the paper's benchmarks, masks and baselines side by side."""
 
 from __future__ import annotations
 
-from esdiff_cli.common import fail
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from esdiff_cli.common import Device, cli_errors, console, fail, info, make_progress, resolve_device
 
 
-def command() -> None:
-    """Not implemented yet: this subcommand arrives with a later release."""
-    raise fail("esdiff evaluate is not implemented yet", 3)
+def parse_methods(text: str) -> list[str]:
+    from esdiff.methods import METHODS
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise fail(f"unknown method {', '.join(unknown) or '(none)'} (choose from {', '.join(METHODS)})")
+    return methods
+
+
+def command(
+    benchmark: Annotated[str, typer.Option(help="lsun100, standard6, cbsd68, or folder:PATH.")] = "lsun100",
+    masks: Annotated[
+        str, typer.Option(help="table1, table2, or mask specs separated by , (; if a box).")
+    ] = "table1",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "esdiff,aloha,biharmonic",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Data root (default: $ESDIFF_DATA or ../shared/data).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images.")] = None,
+    full_size: Annotated[
+        bool, typer.Option("--full-size", help="Keep images at full size (no 256 crop).")
+    ] = False,
+    model: Annotated[Path | None, typer.Option(help="ESDiff checkpoint (default: built-in).")] = None,
+    ncsnpp_model: Annotated[Path | None, typer.Option(help="3-channel checkpoint for ncsnpp.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps for esdiff/ncsnpp.")] = None,
+    dip_iterations: Annotated[int | None, typer.Option(min=1, help="DIP iterations.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the stochastic methods.")] = 0,
+    device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run every (image, mask, method) job of a benchmark; re-running skips finished jobs."""
+    with cli_errors():
+        from esdiff.benchmarks import load_benchmark, parse_masks
+        from esdiff.evaluation import (
+            EvalOptions,
+            Job,
+            comparison_figure,
+            run_job,
+            summarize,
+            write_reports,
+            zero_fill_record,
+        )
+
+        method_list = parse_methods(methods)
+        specs = parse_masks(masks)
+        images = load_benchmark(benchmark, data, limit, full_size)
+        folder = out or Path("runs") / f"evaluate_{benchmark.replace('folder:', '').replace('/', '_')}"
+        settings: dict[str, dict[str, Any]] = {
+            "esdiff": {"model": model, "steps": steps},
+            "ncsnpp": {"model": ncsnpp_model, "steps": steps},
+        }
+        if dip_iterations:
+            settings["dip"] = {"iterations": dip_iterations}
+        options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        jobs = [Job(im, spec, m) for im in images for spec in specs for m in method_list]
+        mine = jobs[rank::world]
+        folder.mkdir(parents=True, exist_ok=True)
+        info(f"{len(images)} images x {len(specs)} masks x {len(method_list)} methods -> {folder}")
+        records = []
+        with make_progress(quiet) as progress:
+            task = progress.add_task("jobs", total=len(mine), info="")
+            for job in mine:
+                progress.update(task, info=f"{job.method} {job.image.name} {job.mask}")
+                records.append(run_job(job, folder, options, None))
+                progress.advance(task)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.init_process_group("gloo")
+            dist.barrier()
+            if rank != 0:
+                return
+            records = [run_job(job, folder, options, None) for job in jobs]  # all finished: reads them back
+        floor = [zero_fill_record(im, spec, folder) for im in images for spec in specs]
+        table = summarize(records + floor, specs, [*method_list, "observation"])
+        write_reports(folder, records, table, [*method_list, "observation"])
+        for im in images:
+            for spec in specs:
+                comparison_figure(folder, im, spec, method_list)
+        show_table(table, [*method_list, "observation"], benchmark)
+        info(f"wrote {folder}/table.md, per_image.csv, per_image.json, figures/")
+
+
+def show_table(table: dict, methods: list[str], title: str) -> None:
+    from rich.table import Table
+
+    view = Table(title=f"{title}: PSNR (dB) / SSIM, mean over images")
+    view.add_column("mask")
+    for method in methods:
+        view.add_column(method, justify="right")
+    for spec, row in table.items():
+        view.add_row(
+            spec, *(f"{row[m]['psnr']:.2f}/{row[m]['ssim']:.4f}" if m in row else "–" for m in methods)
+        )
+    console.print(view)

@@ -131,18 +131,26 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
 
 
 def command(
-    source: Annotated[str, typer.Argument(metavar="INPUT", help="Image file, folder of images, or - (stdin).")],
+    source: Annotated[
+        str, typer.Argument(metavar="INPUT", help="Image file, folder of images, or - (stdin).")
+    ],
     mask: Annotated[
         str,
-        typer.Option(help="Mask file, folder (matched by stem), or spec: random:P, block:S:P, box:X,Y,W,H, text1."),
+        typer.Option(
+            help="Mask file, folder (matched by stem), or spec: random:P, block:S:P, box:X,Y,W,H, text1."
+        ),
     ],
     out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
     method: Annotated[Method, typer.Option(help="Inpainting method.")] = Method.esdiff,
-    model: Annotated[Path | None, typer.Option(help="Checkpoint from esdiff train (default: built-in).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint from esdiff train (default: built-in).")
+    ] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (esdiff method).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every image (results do not depend on batching).")] = 0,
     mask_seed: Annotated[int, typer.Option(help="Seed of generated masks.")] = 0,
-    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Mask files mark KNOWN pixels white.")] = False,
+    invert_mask: Annotated[
+        bool, typer.Option("--invert-mask", help="Mask files mark KNOWN pixels white.")
+    ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     patch_batch: Annotated[int, typer.Option(min=1, help="Patches processed at once (memory bound).")] = 25,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,

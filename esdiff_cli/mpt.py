@@ -13,7 +13,9 @@ from esdiff_cli.common import cli_errors, fail, info
 def command(
     image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, TIFF, BMP).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the object and the picture.")],
-    ratio: Annotated[float, typer.Option(help="Perturbation ratio: swap where z >= ratio, z ~ N(0,1).")] = 2.81,
+    ratio: Annotated[
+        float, typer.Option(help="Perturbation ratio: swap where z >= ratio, z ~ N(0,1).")
+    ] = 2.81,
     seed: Annotated[int, typer.Option(help="Seed of the virtual mask.")] = 0,
     check: Annotated[bool, typer.Option("--check", help="Verify impt(mpt(x)) == x exactly.")] = False,
 ) -> None:
@@ -31,7 +33,9 @@ def command(
         if out.exists() and not out.is_dir():
             raise fail(f"{out}: exists and is not a folder")
         tensors, picture = write_outputs(result, out)
-        info(f"swap fraction {result.swap_fraction:.4%} (expected 1 - Phi({ratio:g}) = {result.expected:.4%})")
+        info(
+            f"swap fraction {result.swap_fraction:.4%} (expected 1 - Phi({ratio:g}) = {result.expected:.4%})"
+        )
         info(f"wrote {tensors}")
         info(f"wrote {picture}")
         if check:

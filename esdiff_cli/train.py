@@ -1,10 +1,220 @@
-"""`esdiff train`: not implemented yet."""
+"""`esdiff train`: learn the score prior on a folder of a few images (SPEC 2)."""
 
 from __future__ import annotations
 
-from esdiff_cli.common import fail
+import enum
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from esdiff.errors import EsdiffError
+from esdiff_cli.common import Device, cli_errors, fail, info, make_progress, progress_callback, resolve_device
+
+if TYPE_CHECKING:
+    from esdiff.checkpoints import CheckpointInfo
+    from esdiff.config import ModelConfig, TrainConfig
 
 
-def command() -> None:
-    """Not implemented yet: this subcommand arrives with a later release."""
-    raise fail("esdiff train is not implemented yet", 3)
+class Preset(str, enum.Enum):
+    tiny = "tiny"
+    base = "base"
+    paper = "paper"
+
+
+def command(
+    data: Annotated[Path, typer.Argument(help="Folder of training images (any number from 1 up, >= 64 px).")],
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="Run folder: config.json, metrics.jsonl, checkpoint.safetensors."),
+    ],
+    preset: Annotated[
+        Preset | None,
+        typer.Option(help="Network size: tiny (tests), base (CPU), paper (65.7 M).", show_default="base"),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of weights, crops, noise and mask.", show_default="0")
+    ] = None,
+    device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in OUT from its checkpoint.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved settings as JSON; train nothing.")
+    ] = False,
+    ratio: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="MPT perturbation ratio: swap where z >= ratio.", show_default="2.81"),
+    ] = None,
+    redraw_mask: Annotated[
+        bool, typer.Option("--redraw-mask", help="Draw a new virtual mask every step.")
+    ] = False,
+    no_mpt: Annotated[bool, typer.Option("--no-mpt", help="3-channel NCSN++ baseline without MPT.")] = False,
+    crops_per_image: Annotated[
+        int | None, typer.Option(min=1, help="Random 64x64 crops per image per step.", show_default="1")
+    ] = None,
+    flips: Annotated[bool, typer.Option("--flips", help="Random horizontal flips of the crops.")] = False,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=1, help="Write a checkpoint every K steps.", show_default="100")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Adam step size.", show_default="2e-4")] = None,
+    warmup: Annotated[int | None, typer.Option(min=0, help="Warm-up steps.", show_default="5000")] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (for GPUs).")] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Channels-last memory layout.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the score network on DATA: one random 64x64 crop per image per step, MPT-encoded.
+
+    Under `torchrun --nproc_per_node=K` it trains with DDP, each process drawing its own crops.
+    Ctrl-C writes a checkpoint and stops; `--resume` continues with the same random stream.
+    """
+    options = {
+        "preset": preset.value if preset else None,
+        "steps": steps,
+        "seed": seed,
+        "ratio": ratio,
+        "redraw_mask": redraw_mask or None,
+        "no_mpt": no_mpt or None,
+        "crops_per_image": crops_per_image,
+        "flips": flips or None,
+        "checkpoint_every": checkpoint_every,
+        "lr": lr,
+        "warmup": warmup,
+    }
+    given = {k: v for k, v in options.items() if v is not None}
+    rank = int(os.environ.get("RANK", "0"))
+    with cli_errors():
+        from esdiff.checkpoints import CHECKPOINT_NAME, read_info
+        from esdiff.data import load_training_images
+
+        images = load_training_images(data)
+        saved = None
+        if resume:
+            if not (out / CHECKPOINT_NAME).is_file():
+                raise EsdiffError(f"--resume: {out} holds no {CHECKPOINT_NAME} to continue from")
+            saved = read_info(out / CHECKPOINT_NAME)
+        model_cfg, train_cfg = resolve_configs(given, saved)
+        torch_device = resolve_device(device)
+        if dry_run:
+            report = dry_run_report(data, out, len(images), torch_device, model_cfg, train_cfg, saved)
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            return
+        from esdiff.training import train
+
+        with make_progress(quiet or rank != 0) as progress:
+            callback = progress_callback(progress, "train", train_cfg.steps)
+            result = train(
+                images,
+                model_cfg,
+                train_cfg,
+                out,
+                torch_device,
+                callback=callback,
+                resume=resume,
+                bf16=bf16,
+                channels_last=channels_last,
+            )
+        if rank != 0:
+            return
+        if result.interrupted:
+            raise fail(
+                f"interrupted at step {result.step}: saved {result.checkpoint} (continue with --resume)", 130
+            )
+        loss = f", last loss {result.loss:.4g}" if result.loss is not None else ""
+        info(f"step {result.step}/{train_cfg.steps}{loss}: {result.checkpoint}")
+
+
+def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tuple[ModelConfig, TrainConfig]:
+    """The run's configs: defaults overridden by ``given``, or on resume the saved ones, which ``given``
+    options may not contradict (except ``steps`` and ``checkpoint_every``)."""
+    import dataclasses
+
+    from esdiff.config import NETWORK_PRESETS, ModelConfig, MPTConfig, TrainConfig
+    from esdiff.runs import RESUMABLE_FIELDS, resume_conflicts
+
+    train_fields = {
+        "steps",
+        "seed",
+        "redraw_mask",
+        "crops_per_image",
+        "flips",
+        "checkpoint_every",
+        "lr",
+        "warmup",
+    }
+    train_kw = {k: v for k, v in given.items() if k in train_fields}
+    if saved is None:
+        channels = 3 if given.get("no_mpt") else 12
+        network = dataclasses.replace(NETWORK_PRESETS[given.get("preset", "base")], channels=channels)
+        mpt = MPTConfig(ratio=given.get("ratio", 2.81), seed=given.get("seed", 0), enabled=channels == 12)
+        return ModelConfig(network=network, mpt=mpt), TrainConfig(**train_kw)
+
+    old_model, old_train = saved.model_config, saved.train_config or TrainConfig()
+    if "preset" in given:
+        asked = dataclasses.replace(NETWORK_PRESETS[given["preset"]], channels=old_model.network.channels)
+        if asked != old_model.network:
+            raise EsdiffError(
+                f"--resume: --preset {given['preset']} conflicts with the saved run's network "
+                f"({preset_name(old_model.network)}); drop --preset or train into a new folder"
+            )
+    mpt_kw = {"ratio": given["ratio"]} if "ratio" in given else {}
+    if given.get("no_mpt"):
+        mpt_kw["enabled"] = False
+    model_cfg = dataclasses.replace(old_model, mpt=dataclasses.replace(old_model.mpt, **mpt_kw))
+    train_cfg = dataclasses.replace(old_train, **train_kw)
+    conflicts = resume_conflicts(old_model, model_cfg, old_train, train_cfg)
+    if conflicts:
+        allowed = ", ".join(f"--{f.replace('_', '-')}" for f in RESUMABLE_FIELDS)
+        raise EsdiffError(
+            f"--resume: {'; '.join(conflicts)} (only {allowed} may change; drop the rest or use a new folder)"
+        )
+    return model_cfg, train_cfg
+
+
+def preset_name(network: Any) -> str:
+    """The preset a network config came from (ignoring its channel count), or ``custom``."""
+    import dataclasses
+
+    from esdiff.config import NETWORK_PRESETS
+
+    for name, cfg in NETWORK_PRESETS.items():
+        if dataclasses.replace(cfg, channels=network.channels) == network:
+            return name
+    return "custom"
+
+
+def dry_run_report(
+    data: Path,
+    out: Path,
+    n_images: int,
+    device: Any,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    saved: CheckpointInfo | None,
+) -> dict[str, Any]:
+    """What a run would do, as JSON-ready data (the network is sized on the meta device: no weights)."""
+    import torch
+
+    from esdiff.config import to_dict
+    from esdiff.nn import build_score_model, count_parameters
+
+    with torch.device("meta"):
+        parameters = count_parameters(build_score_model(model_cfg.network))
+    return {
+        "data": str(data),
+        "images": n_images,
+        "patches_per_step": n_images * train_cfg.crops_per_image * int(os.environ.get("WORLD_SIZE", "1")),
+        "out": str(out),
+        "resume_from_step": saved.step if saved else None,
+        "device": str(device),
+        "preset": preset_name(model_cfg.network),
+        "parameters": parameters,
+        "model": to_dict(model_cfg),
+        "train": to_dict(train_cfg),
+    }

@@ -113,7 +113,9 @@ def test_existing_output_needs_overwrite(tmp_path: Path, photo: Path) -> None:
 def test_nothing_missing_returns_input_with_warning(tmp_path: Path, photo: Path) -> None:
     save_mask(tmp_path / "none.png", np.ones((64, 64), bool))
     out = tmp_path / "out.png"
-    result = esdiff("inpaint", str(photo), "--mask", str(tmp_path / "none.png"), "--method", "aloha", "-o", str(out))
+    result = esdiff(
+        "inpaint", str(photo), "--mask", str(tmp_path / "none.png"), "--method", "aloha", "-o", str(out)
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert b"warning" in result.stderr
     assert np.array_equal(read_image(out).pixels, read_image(photo).pixels)

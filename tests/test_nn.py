@@ -34,7 +34,9 @@ def inputs(batch: int = 2, channels: int = 12, size: int = 64, seed: int = 1) ->
     return x, sigma
 
 
-def upfirdn2d_naive(x: torch.Tensor, k: torch.Tensor, up: int, down: int, pad: tuple[int, int]) -> torch.Tensor:
+def upfirdn2d_naive(
+    x: torch.Tensor, k: torch.Tensor, up: int, down: int, pad: tuple[int, int]
+) -> torch.Tensor:
     """StyleGAN2's upfirdn2d by definition: zero insertion, padding, flipped-kernel FIR, decimation."""
     b, c, h, w = x.shape
     y = torch.zeros(b, c, h * up, w * up, dtype=x.dtype)
@@ -111,7 +113,7 @@ def test_zero_init_output() -> None:
 
 def test_determinism_given_seed() -> None:
     a, b = tiny_model(seed=3), tiny_model(seed=3)
-    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(pa, pb), name
     randomise_outputs(a)
     b.load_state_dict(a.state_dict())

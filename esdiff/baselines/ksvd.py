@@ -60,9 +60,10 @@ def inpaint(
     rows, cols = signals.shape[:2]
     total = cfg["iterations"] + 1
 
+    fallback = observed.sum(axis=(0, 1)) / max(known.sum(), 1)  # channel means, for empty patches
     pick = rng.choice(rows * cols, size=min(cfg["train_patches"], rows * cols), replace=False)
-    x = signals.reshape(rows * cols, -1)[pick]
     m = masks.reshape(rows * cols, -1)[pick]
+    x, _ = _centre(signals.reshape(rows * cols, -1)[pick], m, fallback)
     dictionary = overcomplete_dct(p, cfg["atoms"])
     for it in range(cfg["iterations"]):
         idx, coef = masked_omp(dictionary, x, m, cfg["sparsity"], cfg["tolerance"], cfg["chunk"])
@@ -71,10 +72,11 @@ def inpaint(
             progress(it + 1, total)
 
     grid_r, grid_c = _grid(rows, cfg["stride"]), _grid(cols, cfg["stride"])
-    x = signals[np.ix_(grid_r, grid_c)].reshape(len(grid_r) * len(grid_c), -1)
-    m = masks[np.ix_(grid_r, grid_c)].reshape(x.shape)
+    m = masks[np.ix_(grid_r, grid_c)].reshape(len(grid_r) * len(grid_c), -1)
+    x, mean = _centre(signals[np.ix_(grid_r, grid_c)].reshape(m.shape), m, fallback)
     idx, coef = masked_omp(dictionary, x, m, cfg["sparsity"], cfg["tolerance"], cfg["chunk"])
-    recon = _reconstruct(dictionary, idx, coef).reshape(len(grid_r), len(grid_c), 3, p, p)
+    recon = _reconstruct(dictionary, idx, coef) + np.repeat(mean, p * p, axis=1)
+    recon = recon.reshape(len(grid_r), len(grid_c), 3, p, p)
     out = _average(recon, grid_r, grid_c, known.shape)
     if progress is not None:
         progress(total, total)
@@ -117,11 +119,14 @@ def _omp_chunk(
     n_sig = len(x)
     norms = np.sqrt(np.maximum(m @ dictionary**2, 1e-12))  # atom norms on each signal's known rows
     limit = tolerance**2 * m.sum(axis=1)
+    x = x * m
     idx = np.zeros((n_sig, sparsity), dtype=np.int64)
     coef = np.zeros((n_sig, sparsity))
+    atoms = np.zeros((n_sig, sparsity, x.shape[1]))  # chosen atoms restricted to the known rows
+    gram = np.zeros((n_sig, sparsity, sparsity))
+    rhs = np.zeros((n_sig, sparsity))
     active = np.ones(n_sig, dtype=bool)
-    on = np.zeros((n_sig, sparsity))  # 1 where a slot holds an atom
-    residual = x * m
+    residual = x
     rows = np.arange(n_sig)[:, None]
     for k in range(sparsity):
         active &= (residual**2).sum(axis=1) > limit
@@ -130,13 +135,12 @@ def _omp_chunk(
         score = np.abs(residual @ dictionary) / norms
         score[rows, idx[:, :k]] = -1.0
         idx[:, k] = np.where(active, score.argmax(axis=1), idx[:, 0])
-        on[:, k] = active  # signals already within tolerance get no new atom
-        atoms = dictionary.T[idx[:, : k + 1]] * m[:, None, :] * on[:, : k + 1, None]  # (N, k+1, n)
-        gram = atoms @ atoms.transpose(0, 2, 1) + 1e-10 * np.eye(k + 1)
-        rhs = atoms @ x[..., None]
-        sol = np.linalg.solve(gram, rhs)[..., 0]
+        atoms[:, k] = dictionary.T[idx[:, k]] * m * active[:, None]  # done signals get no new atom
+        gram[:, : k + 1, k] = gram[:, k, : k + 1] = np.einsum("nkd,nd->nk", atoms[:, : k + 1], atoms[:, k])
+        rhs[:, k] = (atoms[:, k] * x).sum(axis=1)
+        sol = np.linalg.solve(gram[:, : k + 1, : k + 1] + 1e-10 * np.eye(k + 1), rhs[:, : k + 1, None])[..., 0]
         coef[:, : k + 1] = sol
-        residual = x * m - (sol[..., None] * atoms).sum(axis=1)
+        residual = x - np.einsum("nk,nkd->nd", sol, atoms[:, : k + 1])
     return idx, coef
 
 
@@ -166,11 +170,35 @@ def ksvd_update(
             dictionary[:, k] = residual[:, worst] / max(np.linalg.norm(residual[:, worst]), 1e-12)
             continue
         err = residual[:, sig] + np.outer(dictionary[:, k], coef[sig, slot])
-        u, s, vt = np.linalg.svd(err, full_matrices=False)
-        dictionary[:, k] = u[:, 0]
-        coef[sig, slot] = s[0] * vt[0]
-        residual[:, sig] = err - np.outer(u[:, 0], coef[sig, slot])
+        atom, row = _rank_one(err, coef[sig, slot])
+        dictionary[:, k] = atom
+        coef[sig, slot] = row
+        residual[:, sig] = err - np.outer(atom, row)
     return dictionary
+
+
+def _rank_one(
+    err: np.ndarray, weight: np.ndarray, atom: np.ndarray, steps: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted rank-1 fit ``min ||weight * (err - atom row^T)||`` by alternating least squares.
+
+    ``err``, ``weight``: (n, m); starts from ``atom``; returns a unit atom and its coefficient row.
+    """
+    for _ in range(steps):
+        row = (atom @ (weight * err)) / np.maximum(atom**2 @ weight, 1e-12)
+        atom = ((weight * err) @ row) / np.maximum(weight @ row**2, 1e-12)
+    scale = max(np.linalg.norm(atom), 1e-12)
+    return atom / scale, row * scale
+
+
+def _centre(x: np.ndarray, m: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Subtract each patch's per-channel mean over its known pixels; returns (centred x * m, means)."""
+    n_sig = len(x)
+    total = (x * m).reshape(n_sig, 3, -1).sum(axis=2)
+    count = m.reshape(n_sig, 3, -1).sum(axis=2)
+    mean = np.where(count > 0, total / np.maximum(count, 1), fallback)
+    centred = (x - np.repeat(mean, x.shape[1] // 3, axis=1)) * m
+    return centred, mean
 
 
 def _reconstruct(dictionary: np.ndarray, idx: np.ndarray, coef: np.ndarray) -> np.ndarray:

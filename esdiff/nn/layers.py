@@ -56,8 +56,14 @@ def linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with `min(C // 4, 32)` groups and eps 1e-6, as in NCSN++."""
-    return nn.GroupNorm(num_groups=max(min(channels // 4, 32), 1), num_channels=channels, eps=1e-6)
+    """GroupNorm with `min(C // 4, 32)` groups and eps 1e-6, as in NCSN++.
+
+    Where that does not divide C (e.g. C = 144, which the reference rejects), the largest divisor below.
+    """
+    groups = max(min(channels // 4, 32), 1)
+    while channels % groups:
+        groups -= 1
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6)
 
 
 class GaussianFourierProjection(nn.Module):

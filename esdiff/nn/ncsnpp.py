@@ -50,7 +50,7 @@ class DownLevel(nn.Module):
 
     def forward(self, h: Tensor, pyramid: Tensor, temb: Tensor, skips: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Appends every intermediate activation to `skips`; returns the new `h` and input pyramid."""
-        for block, attn in zip(self.blocks, self.attns):
+        for block, attn in zip(self.blocks, self.attns, strict=True):
             h = attn(block(h, temb))
             skips.append(h)
         if self.down is not None and self.pyramid_down is not None and self.combine is not None:
