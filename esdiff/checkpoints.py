@@ -87,7 +87,7 @@ def save_checkpoint(
         tensors.update(flatten_optimizer(optimizer))
         tensors["rng"] = rng.to(torch.uint8).reshape(-1, rng.shape[-1])
     tensors["virtual_mask"] = keep.to(torch.bool)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    tensors = _unshared({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -261,6 +261,17 @@ def load_weights(model: torch.nn.Module, weights: Mapping[str, Tensor], path: Pa
     model.load_state_dict(dict(weights))
 
 
+def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Copy tensors whose storage another entry already uses (safetensors refuses shared memory)."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in tensors.items():
+        ptr = value.untyped_storage().data_ptr()
+        out[key] = value.clone() if ptr in seen and value.numel() else value
+        seen.add(ptr)
+    return out
+
+
 def _buffer_names(cfg: ModelConfig) -> set[str]:
     with torch.device("meta"):
         model = build_score_model(cfg.network)
@@ -280,6 +291,9 @@ def _atomic_save_file(tensors: dict[str, Tensor], metadata: dict[str, str], path
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 T = TypeVar("T")
 
 FusionMode = Literal["softmax", "softmax0", "mean"]
-StartMode = Literal["lmafit", "noise"]
+StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
 TilingMode = Literal["overlap", "tile"]
 
 
@@ -114,6 +114,10 @@ class SamplerConfig:
     steps: int = 1000
     snr: float = 0.075
     start: StartMode = "lmafit"
+    """``lmafit``: the LMaFit estimate as is (lab); ``lmafit-noisy``: plus noise at ``sigma(t_start)``;
+    ``noise``: known pixels plus noise at ``sigma(t_start)`` on the missing ones (sde)."""
+    t_start: float = 1.0
+    """The time label of the first step; the grid is ``linspace(t_start, eps, steps)``."""
     predictor_noise: bool = False
     corrector_samples: int = 1
     tiling: TilingMode = "overlap"

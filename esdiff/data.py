@@ -28,18 +28,21 @@ def load_training_images(folder: str | os.PathLike[str], patch: int = 64) -> lis
     if not paths:
         raise EsdiffError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     images: list[np.ndarray] = []
+    skipped: list[str] = []
     for path in paths:
         try:
             pixels = read_image(path).pixels
         except EsdiffError as exc:
-            warnings.warn(f"skipping {exc}", stacklevel=2)
+            skipped.append(str(exc))
             continue
         h, w = pixels.shape[:2]
         if h < patch or w < patch:
             raise EsdiffError(f"{path}: {w}x{h} pixels is smaller than the {patch}x{patch} training patch")
         images.append(pixels)
     if not images:
-        raise EsdiffError(f"{folder}: none of the {len(paths)} image files could be read")
+        raise EsdiffError(f"{folder}: none of the {len(paths)} image files could be read ({skipped[0]})")
+    for reason in skipped:
+        warnings.warn(f"skipping {reason}", stacklevel=2)
     return images
 
 

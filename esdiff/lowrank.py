@@ -9,6 +9,7 @@ zero), step size, stopping test and iteration count, so a batch gives what each 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,8 @@ class LMaFitResult:
     """``[B]`` int64: LMaFit iterations each patch ran."""
     relres: Tensor
     """``[B]``: final ``||P(M - U V^T)|| / max(1, ||P(M)||)`` on the known entries."""
+    seconds: float = 0.0
+    """Wall time of the whole batch."""
 
 
 @dataclass
@@ -123,6 +126,7 @@ def lmafit(
     k0 = int(init[0].shape[-1]) if init is not None else (start_rank if adaptive else int(rank))
     if not 1 <= k0 <= min(p, q):
         raise ValueError(f"start rank {k0} outside [1, {min(p, q)}]")
+    start = time.perf_counter()
     w = _start(data, W, k0, init, flip)
     out: list[tuple[Tensor, Tensor]] = [(data, data)] * B
     ranks, iters, relres = torch.zeros_like(w.rank), torch.zeros_like(w.rank), data.new_zeros(B)
@@ -139,14 +143,19 @@ def lmafit(
         resn = torch.linalg.vector_norm(Rn, dim=(1, 2))
         ratio = resn / w.res
         reschg = (1.0 - ratio).abs()
-        rank = w.rank
+        rank_now = w.rank
         if adaptive:  # raise the rank by appending zero columns: the next QR brings them alive
             grow = (reschg < 10 * tol) & (w.rank < max_rank) & (w.itr_rank > 1)
             step = torch.where(w.rank < 50, 1, 2)
             w.rank = torch.where(grow, (w.rank + step).clamp_max(max_rank), w.rank)
             w.itr_rank = torch.where(grow, 0, w.itr_rank)
             width = max(int(w.rank.max()), X.shape[-1])
-            X, Y, w.X, w.Y = _pad_cols(X, width), _pad_rows(Y, width), _pad_cols(w.X, width), _pad_rows(w.Y, width)
+            X, Y, w.X, w.Y = (
+                _pad_cols(X, width),
+                _pad_rows(Y, width),
+                _pad_cols(w.X, width),
+                _pad_rows(w.Y, width),
+            )
         # Over-relaxation weight: grow it while progress is slow; reset it and revert when res rises.
         bad = ratio >= 1
         slow = ~bad & (ratio > 0.7)
@@ -156,13 +165,13 @@ def lmafit(
         for j in bad.nonzero()[:, 0].tolist():  # back to the last accepted iterate and its rank
             X[j], Y[j], resn[j] = w.X[j], w.Y[j], w.res[j]
             Rn[j].copy_(w.R[j])
-        w.rank = torch.where(bad, rank, w.rank)
+        w.rank = torch.where(bad, rank_now, w.rank)
         w.X, w.Y, w.R, w.Rb, w.res = X, Y, Rn, w.R, resn
         rel = w.res / w.nrm
         stop = (rel < tol) | ((reschg < 0.5 * tol) & (w.itr_rank > 5)) | (w.it >= max_iter)
         if bool(stop.any()):
             for j in stop.nonzero()[:, 0].tolist():
-                i, r = int(w.idx[j]), int(rank[j])  # columns grown in this iteration are still zero
+                i, r = int(w.idx[j]), int(rank_now[j])  # columns grown in this iteration are still zero
                 out[i] = (w.X[j, :, :r], w.Y[j, :r, :].T)
                 ranks[i], iters[i], relres[i] = r, w.it[j], rel[j]
             w = w.take(~stop)
@@ -170,10 +179,12 @@ def lmafit(
     Xs = torch.stack([_pad_cols(x, width) for x, _ in out])
     Ys = torch.stack([_pad_cols(y, width) for _, y in out])  # [B, q, r]
     U, V = (Ys, Xs) if flip else (Xs, Ys)
-    return LMaFitResult(U, V, ranks, iters, relres)
+    return LMaFitResult(U, V, ranks, iters, relres, time.perf_counter() - start)
 
 
-def admm_step(Hx: Tensor, U: Tensor, V: Tensor, L: Tensor, mu: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def admm_step(
+    Hx: Tensor, U: Tensor, V: Tensor, L: Tensor, mu: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One ADMM iteration on the Hankel matrices ``[B, m, n]`` (paper Eqs. 17-20, SPEC 3.4 "LR step").
 
     ``U = mu (Hx + L) V (I + mu V^T V)^-1`` (17); ``V = mu (Hx + L)^T U (I + mu U^T U)^-1`` with the new
@@ -181,11 +192,11 @@ def admm_step(Hx: Tensor, U: Tensor, V: Tensor, L: Tensor, mu: float) -> tuple[T
     """
     T = Hx + L
     eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
-    U = torch.linalg.solve(eye + mu * V.transpose(1, 2) @ V, mu * (T @ V), left=False)
-    V = torch.linalg.solve(eye + mu * U.transpose(1, 2) @ U, mu * (T.transpose(1, 2) @ U), left=False)
-    UV = U @ V.transpose(1, 2)
-    L = Hx - UV + L
-    return U, V, L, UV - L
+    U = (mu * (T @ V)) @ torch.linalg.inv(eye + mu * V.transpose(1, 2) @ V)
+    V = (mu * (T.transpose(1, 2) @ U)) @ torch.linalg.inv(eye + mu * U.transpose(1, 2) @ U)
+    X_lr = U @ V.transpose(1, 2)
+    L = T.sub_(X_lr)  # Hx + L - U V^T
+    return U, V, L, X_lr.sub_(L)
 
 
 @dataclass
@@ -201,8 +212,14 @@ def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options) -> LMaFitR
     """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``)."""
     dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
     return lmafit(
-        hy, hk, rank=cfg.rank, tol=cfg.lmafit_tol, max_iter=cfg.lmafit_max_iter, max_rank=cfg.max_rank,
-        dtype=dtype, **options,
+        hy,
+        hk,
+        rank=cfg.rank,
+        tol=cfg.lmafit_tol,
+        max_iter=cfg.lmafit_max_iter,
+        max_rank=cfg.max_rank,
+        dtype=dtype,
+        **options,
     )
 
 

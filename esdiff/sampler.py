@@ -111,14 +111,25 @@ STEP_LISTS: dict[str, tuple[Step, ...]] = {
 
 
 def start_state(y: Tensor, known: Tensor, ctx: Context, steps: Sequence[Step]) -> State:
-    """LMaFit start ``x = DC(H^+(U V^T - L0))`` (lab) or ``y D + sigma_max z (1 - D)`` (sde)."""
+    """LMaFit start ``x = DC(H^+(U V^T - L0))`` (lab), the same plus noise at the first level, or
+    ``y D + sigma_0 z (1 - D)`` (sde)."""
     lr, x = None, None
-    if low_rank in steps or ctx.cfg.start == "lmafit":
+    if low_rank in steps or ctx.cfg.start != "noise":
         lr, x, _ = init_low_rank(y, known, ctx.cfg.low_rank)
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
         x = y * known + ctx.sigma * ctx.noise(y) * ~known
+    elif ctx.cfg.start == "lmafit-noisy":
+        x = x + ctx.sigma * ctx.noise(y)
     return State(x=x, lr=lr)
+
+
+def noise_schedule(sde: VESDE, steps: int, t_start: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Levels ``sigma(t_i)`` on ``t = linspace(t_start, eps, steps)`` and the reverse-diffusion step
+    variances ``sigma_i^2 - sigma_{i+1}^2`` (the last level steps to 0), as score_sde discretises."""
+    sigmas = sde.sigma(torch.linspace(t_start, sde.eps, steps, dtype=torch.float64))
+    lower = torch.cat([sigmas[1:], sigmas.new_zeros(1)])
+    return sigmas, sigmas**2 - lower**2
 
 
 def sample_patches(
@@ -136,7 +147,7 @@ def sample_patches(
 
     ``known [B, 1, 64, 64]`` marks observed pixels; returns the final iterate (no oracle selection).
     """
-    _, sigmas, step_vars = sde.schedule(cfg.steps)
+    sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
     state = start_state(y, known, ctx, steps)

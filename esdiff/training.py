@@ -253,7 +253,7 @@ def _initial_state(
     ema = copy.deepcopy(raw)
     load_weights(ema, state.ema, path, "EMA")
     if state.rng.shape[0] == group.world:
-        generator.set_state(state.rng[group.rank].contiguous())
+        generator.set_state(state.rng[group.rank].clone())  # a view with an offset crashes set_state
     else:
         warnings.warn(
             f"the run was trained by {state.rng.shape[0]} processes, now {group.world}: the random stream "

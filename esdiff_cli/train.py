@@ -6,6 +6,7 @@ import enum
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -107,8 +108,16 @@ def command(
             return
         from esdiff.training import train
 
-        with make_progress(quiet or rank != 0) as progress:
-            callback = progress_callback(progress, "train", train_cfg.steps)
+        progress = make_progress(quiet or rank != 0)
+        bar: list[Callable[..., None]] = []
+
+        def callback(step: int, total: int, **info: float) -> None:
+            if not bar:  # the bar appears once training runs, not before a setup error
+                progress.start()
+                bar.append(progress_callback(progress, "train", total))
+            bar[0](step, total, **info)
+
+        try:
             result = train(
                 images,
                 model_cfg,
@@ -120,6 +129,8 @@ def command(
                 bf16=bf16,
                 channels_last=channels_last,
             )
+        finally:
+            progress.stop()
         if rank != 0:
             return
         if result.interrupted:

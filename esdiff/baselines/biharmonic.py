@@ -23,10 +23,13 @@ def inpaint(
     *,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    **settings,
 ) -> np.ndarray:
-    """Fill the pixels where ``known`` is False by biharmonic interpolation (deterministic; ``seed`` unused)."""
+    """Fill the pixels where ``known`` is False by biharmonic interpolation (deterministic, no settings)."""
     from skimage.restoration import inpaint_biharmonic
 
+    if settings:
+        raise TypeError(f"unknown biharmonic settings: {sorted(settings)}")
     image, known = _check(image, known)
     observed = np.where(known[..., None], image, 0.0)
     out = inpaint_biharmonic(observed, ~known, channel_axis=-1)

@@ -6,18 +6,21 @@ IEEE Trans. Image Process. 16(2). Every pixel ``x`` gets a local polynomial fit
 ``(2 radius + 1)^2`` window, weighted by a Gaussian kernel (their Eq. 13-20); ``b0`` is the estimate.
 The weighted normal equations of all pixels are accumulated offset by offset and solved at once.
 
-The steering variant (their Section IV, Eq. 38-41) refits ``steering_iterations`` times with a kernel
-``sqrt(det C_i) exp(-d^T C_i d / 2 h^2)`` that follows the local edges, the covariance ``C_i`` coming
-from the gradients ``b1, b2`` of the previous fit (on a 0-255 intensity scale, as in the paper).
-Measured on astronaut 256x256 with 80 % of pixels missing it did not beat the classic fit, so it is
-off by default.
+The steering variant (their Section IV, Eq. 38-41) then refits ``steering_iterations`` times with a
+kernel ``sqrt(det C_i) exp(-d^T C_i d / 2 h^2)`` per known sample ``i`` that follows the local edges,
+``C_i`` coming from the gradients ``b1, b2`` of the previous fit (on a 0-255 intensity scale, as in
+the paper). Measured on astronaut and coffee at 256x256 it adds about 1 dB at 80 % missing and 2 dB
+at 50 %, so it is on by default (``steering_iterations=0`` gives the classic method).
 
-Default settings (``DEFAULTS``): ``order=2``, ``h=1.0`` (kernel bandwidth, pixels), ``radius=4``,
-``ridge=1e-4`` (Tikhonov weight on the non-constant coefficients, relative to the kernel mass),
-``min_support=0.02`` (pixels with less known kernel mass, as a fraction of the full kernel, are filled
-by normalised Gaussian convolution of growing width instead), ``steering_iterations=0``,
-``steering_h=2.0``, ``steering_radius=5``, ``window=5`` (gradient-structure window), ``alpha=0.5``
-(structure sensitivity), ``lambda1=1.0``, ``lambda2=0.01`` (regularisers of elongation and scale).
+Default settings (``DEFAULTS``): ``order=2``; ``h=None`` (classic bandwidth in pixels; None picks
+``0.67 / sqrt(known fraction)``, 1.5 at 80 % missing), ``radius=None`` (window half-width; None picks
+``ceil(3.5 h)``); ``ridge=1e-4`` (Tikhonov weight on the non-constant coefficients, relative to the
+kernel mass); ``min_support=0.02`` (pixels with less known kernel mass, as a fraction of the full
+kernel, are filled by normalised Gaussian convolution of growing width instead, e.g. inside large
+holes); ``steering_iterations=2``; ``steering_h=None`` (None picks ``1.15 / sqrt(known fraction)``),
+``steering_radius=None`` (None picks ``ceil(2.2 steering_h)``), ``window=5`` (gradient-structure
+window), ``alpha=0.2`` (structure sensitivity), ``lambda1=1.0``, ``lambda2=0.01`` (regularisers of
+elongation and scale). The bandwidth scales were measured on astronaut 256x256 at 80 % and 50 % missing.
 """
 
 from __future__ import annotations
@@ -75,10 +78,18 @@ def inpaint(
     if progress is not None:
         progress(1, total)
     for i in range(cfg["steering_iterations"]):
-        steer = steering_matrices(grad, window=cfg["window"], alpha=cfg["alpha"], lambda1=cfg["lambda1"],
-                                  lambda2=cfg["lambda2"])
-        est, grad, support = fit(observed, known, h=steering_h, radius=steering_radius, order=cfg["order"],
-                                 ridge=cfg["ridge"], steer=steer)
+        steer = steering_matrices(
+            grad, window=cfg["window"], alpha=cfg["alpha"], lambda1=cfg["lambda1"], lambda2=cfg["lambda2"]
+        )
+        est, grad, support = fit(
+            observed,
+            known,
+            h=steering_h,
+            radius=steering_radius,
+            order=cfg["order"],
+            ridge=cfg["ridge"],
+            steer=steer,
+        )
         mass = support / (2 * np.pi * steering_h**2)
         est = _fill_unsupported(est, observed, known, mass, steering_h, cfg["min_support"])
         if progress is not None:

@@ -7,14 +7,17 @@ IEEE Trans. Image Process. 17(1), Section IV.
 
 Overlapping ``patch`` x ``patch`` x 3 patches are vectors; the dictionary starts as the overcomplete
 2-D DCT (one grey atom per frequency). Each of ``iterations`` rounds sparse-codes ``train_patches``
-random patches by masked OMP (atoms restricted to, and normalised on, each patch's known rows), fills
-the missing entries with the current reconstruction and updates every atom with a rank-1 SVD of its
-residual (so the fit only counts known entries). Finally every patch on a grid of step ``stride`` is
-coded, rebuilt from the full atoms, and overlapping patches are averaged.
+random patches by masked OMP (atoms restricted to, and normalised on, each patch's known rows) and
+updates every atom and its coefficients by the best rank-1 fit of its residual on the known entries
+only. Finally every patch on a grid of step ``stride`` is coded, rebuilt from the full atoms, and
+overlapping patches are averaged.
 
-Default settings (``DEFAULTS``): ``patch=8``, ``atoms=256``, ``sparsity=10`` (atoms per patch at
-most), ``tolerance=0.005`` (OMP stops once the RMS error on the known entries is below this),
-``iterations=10``, ``train_patches=8000``, ``stride=1``, ``chunk=4096`` (patches coded at once).
+Each patch is coded after subtracting its per-channel mean over its known pixels (added back after):
+the DCT atoms are grey, and without this the colour of a patch cannot be represented.
+
+Default settings (``DEFAULTS``): ``patch=8``, ``atoms=256``, ``sparsity=6`` (atoms per patch at
+most), ``tolerance=0.01`` (OMP stops once the RMS error on the known entries is below this),
+``iterations=5``, ``train_patches=8000``, ``stride=1``, ``chunk=4096`` (patches coded at once).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 DEFAULTS: dict = {
     "patch": 8,
     "atoms": 256,
-    "sparsity": 10,
-    "tolerance": 0.005,
-    "iterations": 10,
+    "sparsity": 6,
+    "tolerance": 0.01,
+    "iterations": 5,
     "train_patches": 8000,
     "stride": 1,
     "chunk": 4096,
@@ -108,8 +111,10 @@ def masked_omp(
     ``x``: (N, n) signals (zero where unknown); returns atom indices (N, sparsity) and coefficients
     (N, sparsity) of the full atoms; unused slots have coefficient 0.
     """
-    parts = [_omp_chunk(dictionary, x[s : s + chunk], m[s : s + chunk], sparsity, tolerance)
-             for s in range(0, len(x), chunk)]
+    parts = [
+        _omp_chunk(dictionary, x[s : s + chunk], m[s : s + chunk], sparsity, tolerance)
+        for s in range(0, len(x), chunk)
+    ]
     return np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts])
 
 
@@ -138,7 +143,9 @@ def _omp_chunk(
         atoms[:, k] = dictionary.T[idx[:, k]] * m * active[:, None]  # done signals get no new atom
         gram[:, : k + 1, k] = gram[:, k, : k + 1] = np.einsum("nkd,nd->nk", atoms[:, : k + 1], atoms[:, k])
         rhs[:, k] = (atoms[:, k] * x).sum(axis=1)
-        sol = np.linalg.solve(gram[:, : k + 1, : k + 1] + 1e-10 * np.eye(k + 1), rhs[:, : k + 1, None])[..., 0]
+        sol = np.linalg.solve(gram[:, : k + 1, : k + 1] + 1e-10 * np.eye(k + 1), rhs[:, : k + 1, None])[
+            ..., 0
+        ]
         coef[:, : k + 1] = sol
         residual = x - np.einsum("nk,nkd->nd", sol, atoms[:, : k + 1])
     return idx, coef
@@ -152,10 +159,10 @@ def ksvd_update(
     coef: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """One K-SVD dictionary pass (Aharon et al. Section IV) on the signals filled by the current fit.
+    """One K-SVD dictionary pass (Aharon et al. Section IV) counting only the known entries.
 
-    Missing entries take the current reconstruction (Mairal et al. Section IV), so each atom's
-    rank-1 update sees a residual that is zero there.
+    Each atom and its coefficients get the best rank-1 fit of their residual on the known entries
+    (the weighted K-SVD of Mairal et al. Section IV, solved by alternating least squares).
     """
     dictionary = dictionary.copy()
     coef = coef.copy()
@@ -169,11 +176,12 @@ def ksvd_update(
             energy[worst] = 0.0
             dictionary[:, k] = residual[:, worst] / max(np.linalg.norm(residual[:, worst]), 1e-12)
             continue
-        err = residual[:, sig] + np.outer(dictionary[:, k], coef[sig, slot])
-        atom, row = _rank_one(err, coef[sig, slot])
+        weight = m[sig].T
+        err = residual[:, sig] + np.outer(dictionary[:, k], coef[sig, slot]) * weight
+        atom, row = _rank_one(err, weight, dictionary[:, k])
         dictionary[:, k] = atom
         coef[sig, slot] = row
-        residual[:, sig] = err - np.outer(atom, row)
+        residual[:, sig] = (err - np.outer(atom, row)) * weight
     return dictionary
 
 

@@ -79,8 +79,10 @@ class GaussianFourierProjection(nn.Module):
         self.register_buffer("W", torch.randn(embedding_size) * scale)
 
     def forward(self, s: Tensor) -> Tensor:
-        proj = s[:, None] * self.W[None, :] * (2 * math.pi)
-        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+        # At least float32 inside (sin of arguments in the hundreds); the result in W's dtype.
+        dtype = torch.promote_types(torch.promote_types(s.dtype, self.W.dtype), torch.float32)
+        proj = s.to(dtype)[:, None] * self.W.to(dtype)[None, :] * (2 * math.pi)
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1).to(self.W.dtype)
 
 
 class Combine(nn.Module):
@@ -110,8 +112,8 @@ class AttnBlockpp(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, hh, ww = x.shape
         q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)
-        # [B, 1, HW, C]: one head of width C, softmax(q k^T / sqrt(C)) v.
-        q, k, v = (t.reshape(b, 1, c, hh * ww).transpose(-1, -2) for t in (q, k, v))
+        # [B, 1, HW, C]: one head of width C, softmax(q k^T / sqrt(C)) v. Contiguous: the fast CPU kernel.
+        q, k, v = (t.reshape(b, 1, c, hh * ww).transpose(-1, -2).contiguous() for t in (q, k, v))
         h = F.scaled_dot_product_attention(q, k, v)
         h = h.transpose(-1, -2).reshape(b, c, hh, ww)
         h = self.proj(h)

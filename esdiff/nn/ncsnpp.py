@@ -168,9 +168,13 @@ class ScoreModel(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         """The score estimate at noise level `sigma` (one per batch element, or a scalar)."""
+        factor = 2 ** (len(self.config.ch_mult) - 1)
+        if x.ndim != 4 or x.shape[1] != self.config.channels or x.shape[2] % factor or x.shape[3] % factor:
+            want = f"[B, {self.config.channels}, H, W] with H, W multiples of {factor}"
+            raise ValueError(f"expected {want}, got {tuple(x.shape)}")
         if sigma.numel() == 1:
             sigma = sigma.reshape(1).expand(x.shape[0])
-        temb = self.fourier(torch.log(sigma.to(self.fourier.W.dtype)))
+        temb = self.fourier(torch.log(sigma))
         temb = self.temb_1(self.act(self.temb_0(temb)))
 
         x = 2 * x - 1  # data in [0, 1] (centered = False)
