@@ -31,10 +31,6 @@ class MPTConfig:
     """Spatial size of the virtual mask (the patch size)."""
     enabled: bool = True
     """False gives the 3-channel NCSN++ baseline (no MPT)."""
-    fusion: FusionMode = "softmax"
-    """How the four i-MPT estimates become one RGB patch."""
-    tau: float = 1.0
-    """Softmax temperature of the fusion weights."""
 
     @property
     def channels(self) -> int:
@@ -121,6 +117,10 @@ class SamplerConfig:
     predictor_noise: bool = False
     corrector_samples: int = 1
     tiling: TilingMode = "overlap"
+    fusion: FusionMode = "softmax"
+    """How the four i-MPT estimates become one RGB patch (SPEC 1, fusion)."""
+    tau: float = 1.0
+    """Softmax temperature of the fusion weights."""
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""

@@ -27,6 +27,12 @@ class Job:
     image: BenchImage
     mask: str
     method: str
+    label: str = ""
+    """Column name and results folder; the method's name unless a variant of it (ablations)."""
+
+    @property
+    def column(self) -> str:
+        return self.label or self.method
 
     @property
     def key(self) -> str:
@@ -73,11 +79,11 @@ def run_job(
     job: Job, out: Path, options: EvalOptions, progress: Callable[..., None] | None
 ) -> dict[str, Any]:
     """Inpaint one (image, mask) with one method, save the result and its metrics; skip if done."""
-    record_path = out / "results" / job.method / f"{job.key}.json"
+    record_path = out / "results" / job.column / f"{job.key}.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
     known = job_mask(out, job.image, job.mask)
-    settings = options.settings.get(job.method, {})
+    settings = options.settings.get(job.column, {})
     start = time.perf_counter()
     result = run_method(
         job.method, job.image.pixels, known, MethodOptions(options.seed, options.device, settings), progress
@@ -89,7 +95,7 @@ def run_job(
     record = {
         "image": job.image.name,
         "mask": job.mask,
-        "method": job.method,
+        "method": job.column,
         **{k: float(metrics[k]) for k in METRICS},
         "seconds": round(seconds, 3),
         "seed": options.seed,

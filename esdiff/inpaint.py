@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import MPTConfig, SamplerConfig
+from esdiff.config import LowRankConfig, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.nn import ScoreModel
 from esdiff.patches import make_grid
@@ -19,12 +19,20 @@ from esdiff.sampler import STEP_LISTS, Encoding, sample_patches
 from esdiff.sde import VESDE
 
 BUILTIN_MODEL = Path(__file__).parent / "weights" / "builtin.safetensors"
-BUILTIN_STEPS = 100
-"""Default sampler steps for the built-in model (chosen by measurement: see README)."""
+
+
+def default_sampler_config() -> SamplerConfig:
+    """The defaults of `esdiff inpaint`, chosen by measurement to fit the CPU budget (see README)."""
+    return SamplerConfig(
+        steps=100,
+        start="lmafit-noisy",
+        t_start=0.5,
+        low_rank=LowRankConfig(dtype="float32", lmafit_max_iter=300),
+    )
 
 
 @functools.lru_cache(maxsize=2)
-def load(path: str | None, device: str) -> tuple[ScoreModel, Tensor | None, VESDE, MPTConfig]:
+def load(path: str | None, device: str) -> tuple[ScoreModel, Tensor | None, VESDE]:
     """The model at ``path`` (None: the built-in one), its keep-mask (None without MPT) and SDE."""
     from esdiff.checkpoints import load_model
 
@@ -32,7 +40,7 @@ def load(path: str | None, device: str) -> tuple[ScoreModel, Tensor | None, VESD
     if path is None and not file.exists():
         raise EsdiffError(f"the built-in model is not installed ({file}); pass --model CHECKPOINT")
     model, keep, cfg = load_model(file, device)
-    return model, (keep.bool() if cfg.mpt.enabled else None), VESDE.from_config(cfg.sde), cfg.mpt
+    return model, (keep.bool() if cfg.mpt.enabled else None), VESDE.from_config(cfg.sde)
 
 
 def patch_generators(seed: int, count: int) -> list[torch.Generator]:
@@ -54,11 +62,11 @@ def inpaint_image(
     step_list: str | None = None,
 ) -> np.ndarray:
     """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False)."""
-    net, keep, sde, mpt_cfg = load(str(model) if model else None, device)
-    cfg = config or SamplerConfig(steps=BUILTIN_STEPS)
+    net, keep, sde = load(str(model) if model else None, device)
+    cfg = config or default_sampler_config()
     cfg = replace(cfg, steps=steps or cfg.steps, patch_batch=patch_batch)
     steps_used = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
-    encoding = Encoding(keep, mpt_cfg)
+    encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
     @torch.inference_mode()
     def score(psi: Tensor, sigma: float) -> Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from esdiff.config import MPTConfig, SamplerConfig
+from esdiff.config import FusionMode, SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
 from esdiff.lowrank import LowRankState, admm_step, init_low_rank
 from esdiff.operators import Inpainting
@@ -27,13 +27,14 @@ class Encoding:
     """MPT (Eq. 7) into the network's space and i-MPT + fusion (Eq. 8) back; identity without MPT."""
 
     keep: Tensor | None
-    mpt: MPTConfig
+    fusion: FusionMode = "softmax"
+    tau: float = 1.0
 
     def encode(self, x: Tensor) -> Tensor:
         return x if self.keep is None else mpt(x, self.keep)
 
     def decode(self, psi: Tensor) -> Tensor:
-        return psi if self.keep is None else fuse(psi, self.keep, self.mpt.fusion, self.mpt.tau)
+        return psi if self.keep is None else fuse(psi, self.keep, self.fusion, self.tau)
 
 
 @dataclass

@@ -9,6 +9,15 @@ import torch.nn.functional as F
 from esdiff.hankel import hankel, hankel_adjoint, hankel_pinv, overlap_count
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small matrices: one thread is as fast alone and far faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def patches() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)

@@ -11,6 +11,15 @@ from esdiff.hankel import hankel, hankel_pinv
 from esdiff.lowrank import LowRankState, admm_step, init_low_rank, lmafit
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small matrices: one thread is as fast alone and far faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _low_rank(m: int, n: int, r: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(m, r, generator=g, dtype=torch.float64) @ torch.randn(

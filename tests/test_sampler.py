@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from esdiff.config import LowRankConfig, MPTConfig, SamplerConfig
+from esdiff.config import LowRankConfig, SamplerConfig
 from esdiff.sampler import STEP_LISTS, Encoding, sample_patches
 from esdiff.sde import VESDE
 from esdiff.transforms import mpt, virtual_mask
@@ -40,7 +40,7 @@ def test_exact_score_recovers_the_image(astronaut: np.ndarray, steps: str, floor
     low-rank step caps what a fixed rank-40 Hankel approximation can represent."""
     x, y, known = patches(astronaut)
     keep = virtual_mask(2.81, 64, 0)
-    encoding = Encoding(keep, MPTConfig())
+    encoding = Encoding(keep)
     gens = [torch.Generator().manual_seed(1)]
     out = sample_patches(
         gaussian_score(mpt(x, keep)), encoding, VESDE(), y, known, CHEAP, gens, STEP_LISTS[steps]
@@ -53,7 +53,7 @@ def test_exact_score_recovers_the_image(astronaut: np.ndarray, steps: str, floor
 def test_same_seed_same_result(astronaut: np.ndarray) -> None:
     x, y, known = patches(astronaut)
     keep = virtual_mask(2.81, 64, 0)
-    encoding = Encoding(keep, MPTConfig())
+    encoding = Encoding(keep)
 
     def score(psi: torch.Tensor, sigma: float) -> torch.Tensor:
         return -(psi - 0.5) / (sigma**2 + 1.0)
