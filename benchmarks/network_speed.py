@@ -1,11 +1,14 @@
 """Speed of the NCSN++ presets: parameters, forward time (batch 25) and DSM train-step time (batch 10).
 
-Usage: python benchmarks/network_speed.py [--presets base tiny] [--repeats 3] [--out PATH]
+Usage: python benchmarks/network_speed.py [--presets base tiny] [--candidates] [--repeats 3]
+       [--threads N] [--clock wall|process] [--out PATH]
 
-A train step is the one of SPEC 2: forward, backward and Adam on a batch of 64x64 MPT crops with the
+A train step is the one of SPEC 2: forward, backward, clipping and Adam on a batch of 64x64 crops with the
 continuous denoising score-matching loss. The paper preset is timed by one forward pass only (slow on a
 CPU). Times are the best of `--repeats` runs after one warm-up run (the minimum is the least disturbed by
-other load on a shared machine), on the thread count torch defaults to.
+other load). `--candidates` adds the CPU-sized networks that were weighed for the `base` preset. On a
+shared machine, `--threads 1 --clock process` (CPU seconds of this process) is robust to other load;
+two idle cores then run about 1.6-1.9 times faster in wall time.
 """
 
 from __future__ import annotations
@@ -22,19 +25,37 @@ import torch
 from esdiff.config import NETWORK_PRESETS, NetworkConfig, to_dict
 from esdiff.nn import ScoreModel, build_score_model, count_parameters
 
+CANDIDATES: dict[str, NetworkConfig] = {
+    f"nf{nf}-{''.join(map(str, mult))}-r{r}-a{'/'.join(map(str, attn)) or 'none'}": NetworkConfig(
+        nf=nf, ch_mult=mult, num_res_blocks=r, attn_resolutions=attn
+    )
+    for nf, mult, r, attn in [
+        (32, (1, 2, 2, 2), 1, (16,)),
+        (32, (1, 2, 2, 2), 2, (16,)),
+        (32, (1, 2, 2, 2), 1, ()),
+        (32, (1, 2, 2), 1, (16,)),
+        (32, (1, 2, 2, 2, 2), 1, (16,)),
+        (32, (1, 1, 2, 2), 1, (16,)),
+        (32, (1, 1, 2, 2), 2, (16,)),
+        (32, (1, 1, 2, 2, 2), 1, (16,)),
+        (24, (1, 2, 2, 2), 1, (16,)),
+        (48, (1, 2, 2), 1, (16,)),
+    ]
+}
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
 SIGMA_MIN, SIGMA_MAX = 0.01, 378.0
 
 
-def _best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    times = []
+def _best_time(fn: Callable[[], object], repeats: int, device: torch.device, clock: str) -> float:
+    now, times = CLOCKS[clock], []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = now()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return min(times)
 
 
@@ -48,7 +69,9 @@ def _batch(
     return x, sigma, z
 
 
-def time_forward(model: ScoreModel, batch: int, repeats: int, device: torch.device) -> float:
+def time_forward(
+    model: ScoreModel, batch: int, repeats: int, device: torch.device, clock: str = "wall"
+) -> float:
     """Seconds per `torch.no_grad` forward pass (eval mode)."""
     x, sigma, _ = _batch(model.config, batch, device, torch.Generator().manual_seed(0))
     model.eval()
@@ -58,10 +81,12 @@ def time_forward(model: ScoreModel, batch: int, repeats: int, device: torch.devi
             model(x, sigma)
 
     step()  # warm-up
-    return _best_time(step, repeats, device)
+    return _best_time(step, repeats, device, clock)
 
 
-def time_train_step(model: ScoreModel, batch: int, repeats: int, device: torch.device) -> float:
+def time_train_step(
+    model: ScoreModel, batch: int, repeats: int, device: torch.device, clock: str = "wall"
+) -> float:
     """Seconds per DSM step: forward, backward, gradient clipping and Adam."""
     x, sigma, z = _batch(model.config, batch, device, torch.Generator().manual_seed(1))
     model.train()
@@ -77,18 +102,23 @@ def time_train_step(model: ScoreModel, batch: int, repeats: int, device: torch.d
         opt.step()
 
     step()  # warm-up
-    return _best_time(step, repeats, device)
+    return _best_time(step, repeats, device, clock)
 
 
 def measure(
-    name: str, cfg: NetworkConfig, repeats: int, device: torch.device, forward_only: bool = False
+    name: str,
+    cfg: NetworkConfig,
+    repeats: int,
+    device: torch.device,
+    clock: str = "wall",
+    forward_only: bool = False,
 ) -> dict[str, object]:
     """One row of the table: parameter count, forward (batch 25) and train step (batch 10) seconds."""
     torch.manual_seed(0)
     model = build_score_model(cfg).to(device)
     row: dict[str, object] = {"preset": name, "parameters": count_parameters(model), "config": to_dict(cfg)}
-    row["forward_b25_s"] = time_forward(model, 25, 1 if forward_only else repeats, device)
-    row["train_step_b10_s"] = None if forward_only else time_train_step(model, 10, repeats, device)
+    row["forward_b25_s"] = time_forward(model, 25, 1 if forward_only else repeats, device, clock)
+    row["train_step_b10_s"] = None if forward_only else time_train_step(model, 10, repeats, device, clock)
     return row
 
 
@@ -99,21 +129,30 @@ def _fmt(v: object) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=list(NETWORK_PRESETS), choices=list(NETWORK_PRESETS))
+    parser.add_argument("--candidates", action="store_true", help="also time the base-preset candidates")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best taken)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/network_speed.json"))
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    nets = {name: NETWORK_PRESETS[name] for name in args.presets}
+    if args.candidates:
+        nets.update(CANDIDATES)
 
     rows = []
-    print(f"{'preset':<8} {'parameters':>12} {'forward b25 [s]':>16} {'train step b10 [s]':>19}")
-    for name in args.presets:
-        row = measure(name, NETWORK_PRESETS[name], args.repeats, device, forward_only=name == "paper")
+    width = max(map(len, nets)) + 1
+    print(f"{'preset':<{width}} {'parameters':>12} {'forward b25 [s]':>16} {'train step b10 [s]':>19}")
+    for name, cfg in nets.items():
+        row = measure(name, cfg, args.repeats, device, args.clock, forward_only=name == "paper")
         rows.append(row)
         print(
-            f"{name:<8} {row['parameters']:>12,} {_fmt(row['forward_b25_s']):>16}"
+            f"{name:<{width}} {row['parameters']:>12,} {_fmt(row['forward_b25_s']):>16}"
             f" {_fmt(row['train_step_b10_s']):>19}",
             flush=True,
         )
@@ -122,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "clock": args.clock,
+        "repeats": args.repeats,
         "machine": platform.processor() or platform.machine(),
         "rows": rows,
     }

@@ -21,6 +21,10 @@ STDIO = "-"
 class Method(str, enum.Enum):
     esdiff = "esdiff"
     aloha = "aloha"
+    biharmonic = "biharmonic"
+    kernel_regression = "kernel-regression"
+    ksvd = "ksvd"
+    dip = "dip"
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,9 @@ def command(
             raise fail("--json prints on stdout, which -o - already uses")
         if gt is not None and is_folder:
             raise fail("--gt takes one ground-truth image; use esdiff evaluate for folders")
-        settings: dict[str, Any] = {"patch_batch": patch_batch}
+        settings: dict[str, Any] = {}
+        if method in (Method.esdiff, Method.aloha):
+            settings["patch_batch"] = patch_batch
         if method == Method.esdiff:
             settings.update(model=model, steps=steps)
         elif model is not None or steps is not None:

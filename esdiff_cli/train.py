@@ -111,11 +111,11 @@ def command(
         progress = make_progress(quiet or rank != 0)
         bar: list[Callable[..., None]] = []
 
-        def callback(step: int, total: int, **info: float) -> None:
+        def callback(step: int, total: int, loss: float, patches_per_s: float) -> None:
             if not bar:  # the bar appears once training runs, not before a setup error
                 progress.start()
                 bar.append(progress_callback(progress, "train", total))
-            bar[0](step, total, **info)
+            bar[0](step, total, loss=loss, **{"patches/s": patches_per_s})
 
         try:
             result = train(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,15 +48,23 @@ def outputs(model: torch.nn.Module) -> torch.Tensor:
         return model(x, torch.tensor([0.05, 30.0]))
 
 
-@pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    """A full training checkpoint (raw, EMA, Adam state after one step, RNG)."""
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A full training checkpoint (raw, EMA, Adam state after one step, RNG), made once."""
     model = trained_like()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model(torch.rand(1, 12, 64, 64), torch.tensor([1.0])).square().mean().backward()
     optimizer.step()
     return save_checkpoint(
-        tmp_path / "checkpoint.safetensors",
+        tmp_path_factory.mktemp("saved") / "checkpoint.safetensors",
         ema=model.state_dict(),
         keep=virtual_mask(2.81),
         model_config=TINY,
@@ -64,6 +74,14 @@ def checkpoint(tmp_path: Path) -> Path:
         optimizer=optimizer,
         rng=torch.Generator().manual_seed(3).get_state(),
     )
+
+
+@pytest.fixture
+def checkpoint(saved: Path, tmp_path: Path) -> Path:
+    """A private copy of the saved checkpoint."""
+    path = tmp_path / "checkpoint.safetensors"
+    shutil.copyfile(saved, path)
+    return path
 
 
 def test_round_trip_gives_identical_outputs(checkpoint: Path) -> None:

@@ -170,6 +170,15 @@ def test_resume_refuses_changed_settings(images: list[np.ndarray], tmp_path: Pat
         train(images, TINY, cfg, tmp_path / "run")
 
 
+def test_bf16_and_channels_last_run_on_cpu(images: list[np.ndarray], tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=2, warmup=0, lr=1e-2)
+    plain = train(images, TINY, cfg, tmp_path / "plain")
+    fast = train(images, TINY, cfg, tmp_path / "fast", bf16=True, channels_last=True)
+    assert fast.step == 2 and fast.loss == pytest.approx(plain.loss, rel=0.02)
+    model, _, _ = load_model(fast.checkpoint)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
 def test_no_mpt_model_trains_and_loads(images: list[np.ndarray], tmp_path: Path) -> None:
     cfg = ModelConfig(
         network=dataclasses.replace(NETWORK_PRESETS["tiny"], channels=3), mpt=MPTConfig(enabled=False)

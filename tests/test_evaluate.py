@@ -1,0 +1,105 @@
+"""`esdiff evaluate` and `esdiff ablate` on tiny folders: reports, determinism, resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from esdiff.benchmarks import MASK_PROTOCOLS, load_benchmark, mask_seed, parse_masks
+from esdiff.errors import EsdiffError
+from esdiff.io import write_image
+from esdiff_cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path: Path, astronaut: np.ndarray) -> Path:
+    images = tmp_path / "images"
+    images.mkdir()
+    write_image(images / "a.png", astronaut[:64, :64])
+    write_image(images / "b.png", astronaut[32:96, 64:128])
+    return images
+
+
+def evaluate(folder: Path, out: Path, *extra: str):
+    args = ["evaluate", "--benchmark", f"folder:{folder}", "--masks", "random:0.5,text2", "--out", str(out)]
+    return runner.invoke(app, [*args, "--methods", "biharmonic,kernel-regression", "-q", *extra])
+
+
+def test_evaluate_writes_reports_and_is_deterministic(tmp_path: Path, folder: Path) -> None:
+    first = evaluate(folder, tmp_path / "one", "--full-size")
+    assert first.exit_code == 0, first.output
+    for name in ("table.md", "per_image.csv", "per_image.json", "summary.json"):
+        assert (tmp_path / "one" / name).exists()
+    assert len(list((tmp_path / "one" / "figures").glob("*.png"))) == 4
+    records = json.loads((tmp_path / "one" / "per_image.json").read_text())
+    assert len(records) == 2 * 2 * 2
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    for spec in ("random:0.5", "text2"):
+        for method in ("biharmonic", "kernel-regression"):
+            assert summary[spec][method]["psnr"] > summary[spec]["observation"]["psnr"]
+    second = evaluate(folder, tmp_path / "two", "--full-size")
+    assert second.exit_code == 0
+    again = json.loads((tmp_path / "two" / "per_image.json").read_text())
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in again]
+    for mask in (tmp_path / "one" / "masks").iterdir():
+        assert mask.read_bytes() == (tmp_path / "two" / "masks" / mask.name).read_bytes()
+
+
+def test_evaluate_resumes_without_redoing_jobs(tmp_path: Path, folder: Path) -> None:
+    assert evaluate(folder, tmp_path / "run", "--full-size").exit_code == 0
+    done = tmp_path / "run" / "results" / "biharmonic" / "a__random-0.5.json"
+    stamp = done.stat().st_mtime_ns
+    (tmp_path / "run" / "results" / "kernel-regression" / "b__text2.json").unlink()  # an interrupted job
+    assert evaluate(folder, tmp_path / "run", "--full-size").exit_code == 0
+    assert done.stat().st_mtime_ns == stamp
+    assert (tmp_path / "run" / "results" / "kernel-regression" / "b__text2.json").exists()
+
+
+def test_protocols_and_seeds() -> None:
+    assert parse_masks("table2") == MASK_PROTOCOLS["table2"] == ("random:0.8", "random:0.5")
+    assert len(parse_masks("table1")) == 6
+    assert parse_masks("box:1,2,3,4;random:0.5") == ("box:1,2,3,4", "random:0.5")
+    assert mask_seed("a", "text1") == mask_seed("a", "text1") != mask_seed("b", "text1")
+    with pytest.raises(EsdiffError):
+        parse_masks("zigzag:3")
+
+
+def test_standard6_is_the_papers_six(shared_data: Path) -> None:
+    images = load_benchmark("standard6", shared_data)
+    assert sorted(im.name for im in images) == sorted(
+        ["baboon", "barbara", "boat_gray", "cameraman_gray", "house", "peppers"]
+    )
+    assert all(im.pixels.shape == (256, 256, 3) for im in images)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "--benchmark", "lsun100", "--data", "{tmp}/nowhere"],
+        ["evaluate", "--benchmark", "imagenet"],
+        ["evaluate", "--benchmark", "folder:{tmp}/empty"],
+        ["evaluate", "--benchmark", "folder:{tmp}/empty", "--methods", "magic"],
+        ["evaluate", "--benchmark", "folder:{tmp}/empty", "--masks", "zigzag"],
+        ["ablate", "--variant", "nope"],
+    ],
+)
+def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    filled = [a.format(tmp=tmp_path) for a in args]
+    code = "from esdiff_cli.app import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *filled], capture_output=True, timeout=120, cwd=tmp_path
+    )
+    lines = [line for line in result.stderr.decode().splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:"), (
+        result.stderr.decode()
+    )
