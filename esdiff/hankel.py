@@ -58,7 +58,13 @@ def hankel_adjoint(matrix: Tensor, window: int = WINDOW, size: tuple[int, int] |
     return _fold(matrix, window, size)
 
 
-def overlap_count(size: tuple[int, int], window: int = WINDOW, *, device=None, dtype=None) -> Tensor:
+def overlap_count(
+    size: tuple[int, int],
+    window: int = WINDOW,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """How many Hankel entries each pixel of a ``size`` patch feeds: ``H^T(H(1))``, shape ``[P, Q]``."""
     ones = torch.ones(1, 1, *size, device=device, dtype=dtype or torch.get_default_dtype())
     return hankel_adjoint(hankel(ones, window), window, size)[0, 0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -208,7 +209,7 @@ class LowRankState:
     L: Tensor
 
 
-def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options) -> LMaFitResult:
+def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
     """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``)."""
     dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
     return lmafit(
@@ -224,7 +225,7 @@ def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options) -> LMaFitR
 
 
 def init_low_rank(
-    y_patches: Tensor, known_patches: Tensor, cfg: LowRankConfig, **options
+    y_patches: Tensor, known_patches: Tensor, cfg: LowRankConfig, **options: Any
 ) -> tuple[LowRankState, Tensor, LMaFitResult]:
     """SPEC 3.2-3.3: LMaFit on ``H(y D)`` (known: ``H(D) == 1``), ``L0 = H(y D) - U V^T``.
 

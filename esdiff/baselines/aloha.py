@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ def complete_patches(
     *,
     iterations: int = 50,
     mu: float = 10.0,
-    **lmafit_options,
+    **lmafit_options: Any,
 ) -> tuple[torch.Tensor, LMaFitResult]:
     """ALOHA on a batch: ``y [B, C, P, P]`` observed patches, ``known [B, 1, P, P]`` bool -> float64 patches.
 
@@ -66,7 +67,7 @@ def inpaint(
     mu: float = 10.0,
     device: str = "cpu",
     patch_batch: int = 25,
-    **lmafit_options,
+    **lmafit_options: Any,
 ) -> np.ndarray:
     """Fill the pixels where ``known`` is False (deterministic; ``seed`` unused).
 
