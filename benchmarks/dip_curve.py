@@ -44,14 +44,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="DIP seed (weights and input noise)")
     parser.add_argument("--mask-seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("dip_curve.json"))
     args = parser.parse_args()
     if not 0.0 < args.missing < 1.0 or args.iterations < 1 or args.every < 1:
         parser.error("need 0 < --missing < 1, --iterations >= 1 and --every >= 1")
 
+    import torch
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from esdiff.baselines import dip
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     truth = load_image(args.image, args.size)
     known = np.random.default_rng(args.mask_seed).random(truth.shape[:2]) >= args.missing
@@ -102,6 +107,7 @@ def main() -> None:
         "seed": args.seed,
         "mask_seed": args.mask_seed,
         "device": args.device,
+        "threads": torch.get_num_threads(),
         "settings": {**dip.DEFAULTS, "iterations": args.iterations},
         "seconds_total": total,
         "seconds_per_iteration": total / args.iterations,

@@ -7,8 +7,8 @@ A train step is the one of SPEC 2: forward, backward, clipping and Adam on a bat
 continuous denoising score-matching loss. The paper preset is timed by one forward pass only (slow on a
 CPU). Times are the best of `--repeats` runs after one warm-up run (the minimum is the least disturbed by
 other load). `--candidates` adds the CPU-sized networks that were weighed for the `base` preset. On a
-shared machine, `--threads 1 --clock process` (CPU seconds of this process) is robust to other load;
-two idle cores then run about 1.6-1.9 times faster in wall time.
+busy shared machine two OpenMP threads slow down many-fold; `--threads 1 --clock process` (CPU seconds of
+this process) stays comparable, and two idle cores run roughly 1.5-1.9 times faster than that.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ per window position (row-major), and per channel the ``w^2`` pixel offsets of th
 the channels side by side. For the paper's 64x64x3 patches and ``w = 8`` that is ``3249 x 192``.
 
 - ``hankel`` is im2col: exactly ``torch.nn.functional.unfold(x, w).transpose(1, 2)``, built from strided
-  views (``Tensor.unfold``) and one copy, which is 2-3x faster on a CPU;
+  views (``Tensor.unfold``) and one copy, which is 2-3x faster on a CPU. Like ``unfold`` it returns the
+  transpose of a contiguous ``[B, C w^2, rows]`` buffer: ``fold`` then needs no copy, and the low-rank
+  code keeps every Hankel-sized matrix in this layout (matrix products take it without copies);
 - ``hankel_adjoint`` is its exact adjoint, col2im (``fold``): entries landing on one pixel are summed;
 - ``hankel_pinv`` is the Moore-Penrose pseudo-inverse: the same sum divided by the overlap count, so
   ``hankel_pinv(hankel(x)) == x``.
@@ -31,7 +33,7 @@ def hankel(x: Tensor, window: int = WINDOW) -> Tensor:
     B, C, P, Q = x.shape
     rows = (P - window + 1) * (Q - window + 1)
     windows = x.unfold(2, window, 1).unfold(3, window, 1)  # [B, C, P-w+1, Q-w+1, w, w]
-    return windows.permute(0, 2, 3, 1, 4, 5).reshape(B, rows, C * window * window)
+    return windows.permute(0, 1, 4, 5, 2, 3).reshape(B, C * window * window, rows).transpose(1, 2)
 
 
 def _patch_size(rows: int, window: int, size: tuple[int, int] | None) -> tuple[int, int]:

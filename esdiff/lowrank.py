@@ -190,12 +190,13 @@ def admm_step(
 
     ``U = mu (Hx + L) V (I + mu V^T V)^-1`` (17); ``V = mu (Hx + L)^T U (I + mu U^T U)^-1`` with the new
     ``U`` (18); ``L = Hx - U V^T + L`` (19); ``X_LR = U V^T - L`` (20). Zero columns of ``U, V`` stay zero.
+    Works in any dtype; fastest when ``Hx`` and ``L`` have the (transposed) memory layout of ``hankel``.
     """
     T = Hx + L
     eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
-    U = (mu * (T @ V)) @ torch.linalg.inv(eye + mu * V.transpose(1, 2) @ V)
-    V = (mu * (T.transpose(1, 2) @ U)) @ torch.linalg.inv(eye + mu * U.transpose(1, 2) @ U)
-    X_lr = U @ V.transpose(1, 2)
+    U = (T @ V) @ (mu * torch.linalg.inv(eye + mu * V.transpose(1, 2) @ V))
+    V = (T.transpose(1, 2) @ U) @ (mu * torch.linalg.inv(eye + mu * U.transpose(1, 2) @ U))
+    X_lr = (V @ U.transpose(1, 2)).transpose(1, 2)  # U V^T in the layout of ``hankel``
     L = T.sub_(X_lr)  # Hx + L - U V^T
     return U, V, L, X_lr.sub_(L)
 
@@ -209,9 +210,13 @@ class LowRankState:
     L: Tensor
 
 
+def config_dtype(cfg: LowRankConfig) -> torch.dtype:
+    """The precision of LMaFit and ADMM: ``cfg.dtype`` (float64 by default, SPEC 3.4)."""
+    return torch.float32 if cfg.dtype == "float32" else torch.float64
+
+
 def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
     """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``)."""
-    dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
     return lmafit(
         hy,
         hk,
@@ -219,7 +224,7 @@ def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LM
         tol=cfg.lmafit_tol,
         max_iter=cfg.lmafit_max_iter,
         max_rank=cfg.max_rank,
-        dtype=dtype,
+        dtype=config_dtype(cfg),
         **options,
     )
 
@@ -229,15 +234,16 @@ def init_low_rank(
 ) -> tuple[LowRankState, Tensor, LMaFitResult]:
     """SPEC 3.2-3.3: LMaFit on ``H(y D)`` (known: ``H(D) == 1``), ``L0 = H(y D) - U V^T``.
 
-    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). Returns the state (float64), the
+    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). Returns the state (in ``cfg.dtype``), the
     start ``x = DC(H^+(U V^T - L0))`` and the LMaFit result (ranks, iterations).
     """
-    D = known_patches.to(torch.float64).expand_as(y_patches)
-    y = y_patches.to(torch.float64) * D
+    dtype = config_dtype(cfg)
+    D = known_patches.to(dtype).expand_as(y_patches)
+    y = y_patches.to(dtype) * D
     hy = hankel(y, cfg.window)
     fit = lmafit_for(hy, hankel(D, cfg.window) > 0.5, cfg, **options)
-    U, V = fit.U.to(torch.float64), fit.V.to(torch.float64)
-    UV = U @ V.transpose(1, 2)
+    U, V = fit.U, fit.V
+    UV = (V @ U.transpose(1, 2)).transpose(1, 2)
     L0 = hy - UV
     x = Inpainting(known_patches).prox_l2(hankel_pinv(UV - L0, cfg.window), y)
     return LowRankState(U, V, L0), x, fit

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
+import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -19,6 +22,16 @@ FAST: dict[str, dict] = {
 }
 # dB over the zero-filled observation that each method must clear at 60 % missing
 MARGIN = {"biharmonic": 10.0, "kernel-regression": 10.0, "ksvd": 8.0, "dip": 3.0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tiny test network is dominated by thread synchronisation; on a busy machine two threads can
+    be ~80x slower than one, so run it on one and restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

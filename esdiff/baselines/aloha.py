@@ -8,7 +8,8 @@ takes ``x = DC(H^+(U V^T - L))``, ``Hx = H(x)`` and one ADMM step. The patches a
 the known pixels put in place (SPEC 4-5).
 
 Default settings (``DEFAULTS``): ``iterations=50`` ADMM iterations, ``mu=10.0``, ``patch_batch=25``
-patches per batch, and the LMaFit settings of ``LowRankConfig`` (adaptive rank, tol 1.25e-4, float64).
+patches per batch, and the LMaFit settings of ``LowRankConfig`` (adaptive rank, tol 1.25e-4, float64;
+``dtype`` sets the precision of LMaFit and ADMM alike).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from esdiff.config import LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LMaFitResult, admm_step, lmafit_for
+from esdiff.lowrank import LMaFitResult, admm_step, config_dtype, lmafit_for
 from esdiff.operators import Inpainting
 from esdiff.patches import make_grid
 
@@ -38,17 +39,20 @@ def complete_patches(
     mu: float = 10.0,
     **lmafit_options: Any,
 ) -> tuple[torch.Tensor, LMaFitResult]:
-    """ALOHA on a batch: ``y [B, C, P, P]`` observed patches, ``known [B, 1, P, P]`` bool -> float64 patches.
+    """ALOHA on a batch: ``y [B, C, P, P]`` observed patches, ``known [B, 1, P, P]`` bool -> patches.
+
+    LMaFit and ADMM both run in ``cfg.dtype`` (float64 by default).
 
     LMaFit on ``H(y D)`` gives ``U, V``; then, with ``L = 0``, ``iterations`` times:
     ``x = DC(H^+(U V^T - L))``, ``(U, V, L) = ADMM(H(x))``; a last DC step closes.
     """
-    D = known.to(torch.float64).expand_as(y)
-    y = y.to(torch.float64) * D
+    dtype = config_dtype(cfg)
+    D = known.to(dtype).expand_as(y)
+    y = y.to(dtype) * D
     fit = lmafit_for(hankel(y, cfg.window), hankel(D, cfg.window) > 0.5, cfg, **lmafit_options)
-    U, V = fit.U.to(torch.float64), fit.V.to(torch.float64)
+    U, V = fit.U, fit.V
     dc = Inpainting(known)
-    x_lr = U @ V.transpose(1, 2)
+    x_lr = (V @ U.transpose(1, 2)).transpose(1, 2)  # U V^T in the memory layout of ``hankel``
     L = torch.zeros_like(x_lr)
     for _ in range(iterations):
         x = dc.prox_l2(hankel_pinv(x_lr, cfg.window), y)

@@ -58,15 +58,17 @@ def inpaint(
         raise ValueError(f"image {known.shape} is smaller than the patch size {p}")
     rng = np.random.default_rng(seed)
     observed = np.where(known[..., None], image, 0.0)
-    signals = _patches(observed, p)  # (rows, cols, 3 p p)
+    signals = _patches(observed, p)  # views, (rows, cols, 3, p, p)
     masks = _patches(np.repeat(known[..., None], 3, axis=2).astype(np.float64), p)
     rows, cols = signals.shape[:2]
     total = cfg["iterations"] + 1
 
     fallback = observed.sum(axis=(0, 1)) / max(known.sum(), 1)  # channel means, for empty patches
-    pick = rng.choice(rows * cols, size=min(cfg["train_patches"], rows * cols), replace=False)
-    m = masks.reshape(rows * cols, -1)[pick]
-    x, _ = _centre(signals.reshape(rows * cols, -1)[pick], m, fallback)
+    pick = np.divmod(
+        rng.choice(rows * cols, size=min(cfg["train_patches"], rows * cols), replace=False), cols
+    )
+    m = masks[pick].reshape(len(pick[0]), -1)
+    x, _ = _centre(signals[pick].reshape(m.shape), m, fallback)
     dictionary = overcomplete_dct(p, cfg["atoms"])
     for it in range(cfg["iterations"]):
         idx, coef = masked_omp(dictionary, x, m, cfg["sparsity"], cfg["tolerance"], cfg["chunk"])
@@ -214,9 +216,8 @@ def _reconstruct(dictionary: np.ndarray, idx: np.ndarray, coef: np.ndarray) -> n
 
 
 def _patches(arr: np.ndarray, p: int) -> np.ndarray:
-    """All p x p patches of an HxWx3 array as (rows, cols, 3 p p) vectors (channel, i, j order)."""
-    view = sliding_window_view(arr, (p, p), axis=(0, 1))  # (rows, cols, 3, p, p)
-    return view.reshape(*view.shape[:2], -1)
+    """All p x p patches of an HxWx3 array, a (rows, cols, 3, p, p) view (flattened: channel, i, j)."""
+    return sliding_window_view(arr, (p, p), axis=(0, 1))
 
 
 def _grid(n: int, stride: int) -> np.ndarray:

@@ -35,6 +35,7 @@ def conv2d(in_ch: int, out_ch: int, kernel_size: int, init_scale: float = 1.0) -
     """A `same`-padded convolution with score_sde's initialisation (`ddpm_conv3x3` / `ddpm_conv1x1`)."""
     conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
     variance_scaling_(conv.weight, init_scale)
+    assert conv.bias is not None
     nn.init.zeros_(conv.bias)
     return conv
 

@@ -108,7 +108,8 @@ class ScoreModel(nn.Module):
 
     `forward(x [B, C, H, W] in [0, 1], sigma [B]) -> [B, C, H, W]`; H and W multiples of
     `2 ** (len(ch_mult) - 1)`. Attention is placed by level, at the levels whose resolution at
-    `config.image_size` is in `attn_resolutions`.
+    `config.image_size` is in `attn_resolutions`. The output dtype is the promotion of the network's and
+    sigma's (float32 under bf16 autocast with a float32 sigma).
     """
 
     def __init__(self, config: NetworkConfig) -> None:
