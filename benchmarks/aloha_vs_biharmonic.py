@@ -31,9 +31,30 @@ from esdiff.masks import generate_mask
 from esdiff.metrics import evaluate
 
 PRESETS: dict[str, dict] = {
-    "faithful": {"dtype": "float64", "tol": 1.25e-4, "max_iter": 3000, "rank": None, "start_rank": 1},
-    "float32": {"dtype": "float32", "tol": 1.25e-4, "max_iter": 3000, "rank": None, "start_rank": 1},
-    "fast": {"dtype": "float32", "tol": 1.25e-4, "max_iter": 300, "rank": None, "start_rank": 20},
+    "faithful": {
+        "dtype": "float64",
+        "tol": 1.25e-4,
+        "max_iter": 3000,
+        "rank": None,
+        "start_rank": 1,
+        "rank_step": 1,
+    },
+    "float32": {
+        "dtype": "float32",
+        "tol": 1.25e-4,
+        "max_iter": 3000,
+        "rank": None,
+        "start_rank": 1,
+        "rank_step": 1,
+    },
+    "fast": {
+        "dtype": "float32",
+        "tol": 1.25e-4,
+        "max_iter": 3000,
+        "rank": None,
+        "start_rank": 1,
+        "rank_step": 4,
+    },
 }
 
 
@@ -50,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-iter", type=int, help="LMaFit iteration cap (overrides preset)")
     p.add_argument("--rank", type=int, help="fixed LMaFit rank (default: adaptive)")
     p.add_argument("--start-rank", type=int, help="first rank of the adaptive LMaFit (overrides preset)")
+    p.add_argument("--rank-step", type=int, help="multiplier of the adaptive rank steps (overrides preset)")
     p.add_argument("--iterations", type=int, default=50, help="ADMM iterations")
     p.add_argument("--mu", type=float, default=10.0, help="ADMM penalty")
     p.add_argument("--patch-batch", type=int, default=25)
@@ -141,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             mu=args.mu,
             patch_batch=args.patch_batch,
             start_rank=s["start_rank"],
+            rank_step=s["rank_step"],
             progress=lambda done, total, **kw: batches.append(kw),  # noqa: B023 - called before the loop moves on
         )
         seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - c

@@ -107,12 +107,14 @@ def lmafit(
     max_rank: int = 191,
     dtype: torch.dtype = torch.float64,
     start_rank: int = 1,
+    rank_step: int = 1,
     init: tuple[Tensor, Tensor] | None = None,
 ) -> LMaFitResult:
     """Complete ``M [B, m, n]`` from the entries where ``known [B, m, n]`` (bool) is True.
 
     ``rank=None``: adaptive rank (LMaFit ``est_rank = 2``) from ``start_rank``, +1 whenever the residual
-    stalls (relative change < 10 tol), +2 from rank 50, at most ``max_rank`` (use ``min(m, n) - 1``).
+    stalls (relative change < 10 tol), +2 from rank 50, at most ``max_rank`` (use ``min(m, n) - 1``);
+    ``rank_step`` multiplies those steps (1 is LMaFit; larger ramps up faster, a cheaper option).
     An integer fixes the rank. Stops when ``relres < tol``, when the residual stalls at the final rank,
     or after ``max_iter`` iterations. ``init=(U0, V0)`` warm-starts from ``M ~ U0 V0^T`` (its width is
     the start rank). Solves on the transposed problem when ``m > n`` (``X = 0, Y = eye(k, n)`` start).
@@ -125,8 +127,8 @@ def lmafit(
     B, p, q = data.shape
     adaptive = rank is None
     k0 = int(init[0].shape[-1]) if init is not None else (start_rank if adaptive else int(rank))
-    if not 1 <= k0 <= min(p, q):
-        raise ValueError(f"start rank {k0} outside [1, {min(p, q)}]")
+    if not 1 <= k0 <= min(p, q) or rank_step < 1:
+        raise ValueError(f"need a start rank in [1, {min(p, q)}] (got {k0}) and rank_step >= 1")
     start = time.perf_counter()
     w = _start(data, W, k0, init, flip)
     out: list[tuple[Tensor, Tensor]] = [(data, data)] * B
@@ -147,7 +149,7 @@ def lmafit(
         rank_now = w.rank
         if adaptive:  # raise the rank by appending zero columns: the next QR brings them alive
             grow = (reschg < 10 * tol) & (w.rank < max_rank) & (w.itr_rank > 1)
-            step = torch.where(w.rank < 50, 1, 2)
+            step = torch.where(w.rank < 50, rank_step, 2 * rank_step)
             w.rank = torch.where(grow, (w.rank + step).clamp_max(max_rank), w.rank)
             w.itr_rank = torch.where(grow, 0, w.itr_rank)
             width = max(int(w.rank.max()), X.shape[-1])
@@ -234,8 +236,9 @@ def init_low_rank(
 ) -> tuple[LowRankState, Tensor, LMaFitResult]:
     """SPEC 3.2-3.3: LMaFit on ``H(y D)`` (known: ``H(D) == 1``), ``L0 = H(y D) - U V^T``.
 
-    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). Returns the state (in ``cfg.dtype``), the
-    start ``x = DC(H^+(U V^T - L0))`` and the LMaFit result (ranks, iterations).
+    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). Returns the state (in
+    ``cfg.dtype``), the start ``x = DC(H^+(U V^T - L0))`` and the LMaFit result (ranks, iterations).
+    ``options`` (``start_rank``, ``rank_step``, ``init``) go to ``lmafit``.
     """
     dtype = config_dtype(cfg)
     D = known_patches.to(dtype).expand_as(y_patches)
