@@ -93,7 +93,7 @@ def low_rank(state: State, ctx: Context) -> State:
     """One ADMM iteration on the block-Hankel matrix of ``x`` (Eqs. 17-20), back through ``H^+``."""
     assert state.lr is not None, "low_rank needs the LMaFit start"
     window = ctx.cfg.low_rank.window
-    hx = hankel(state.x.to(torch.float64), window)
+    hx = hankel(state.x.to(state.lr.U.dtype), window)
     U, V, L, x_lr = admm_step(hx, state.lr.U, state.lr.V, state.lr.L, ctx.cfg.low_rank.mu)
     x = hankel_pinv(x_lr, window, tuple(state.x.shape[-2:])).to(state.x.dtype)
     return State(x=x, lr=LowRankState(U, V, L))

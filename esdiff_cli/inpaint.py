@@ -134,6 +134,22 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     return summary
 
 
+def sampler_config(sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
+    """The default sampler settings with the options the user gave; bad values are one error line."""
+    import dataclasses
+
+    from esdiff.inpaint import default_sampler_config
+
+    choices = {"start": ("lmafit", "lmafit-noisy", "noise"), "fusion": ("softmax", "softmax0", "mean")}
+    choices["tiling"] = ("overlap", "tile")
+    for name, allowed in choices.items():
+        if sampler[name] is not None and sampler[name] not in allowed:
+            raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
+    base = default_sampler_config()
+    lr = dataclasses.replace(base.low_rank, **{k: v for k, v in low_rank.items() if v is not None})
+    return dataclasses.replace(base, low_rank=lr, **{k: v for k, v in sampler.items() if v is not None})
+
+
 def command(
     source: Annotated[
         str, typer.Argument(metavar="INPUT", help="Image file, folder of images, or - (stdin).")
@@ -161,6 +177,19 @@ def command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    start: Annotated[str | None, typer.Option(help="Sampler start: lmafit, lmafit-noisy or noise.")] = None,
+    t_start: Annotated[float | None, typer.Option(min=1e-4, max=1.0, help="Time of the first step.")] = None,
+    snr: Annotated[float | None, typer.Option(min=0.0, help="Corrector signal-to-noise ratio.")] = None,
+    predictor_noise: Annotated[bool | None, typer.Option(help="Add noise in the predictor.")] = None,
+    corrector_samples: Annotated[int | None, typer.Option(min=0, help="Langevin steps per level.")] = None,
+    fusion: Annotated[str | None, typer.Option(help="i-MPT fusion: softmax, softmax0 or mean.")] = None,
+    tiling: Annotated[str | None, typer.Option(help="Patches: overlap (lab) or tile.")] = None,
+    mu: Annotated[float | None, typer.Option(min=0.0, help="ADMM penalty of the low-rank step.")] = None,
+    rank: Annotated[
+        int | None, typer.Option(min=1, max=191, help="Fixed Hankel rank (default adaptive).")
+    ] = None,
+    lmafit_tol: Annotated[float | None, typer.Option(min=0.0, help="LMaFit tolerance.")] = None,
+    lmafit_max_iter: Annotated[int | None, typer.Option(min=1, help="LMaFit iteration cap.")] = None,
 ) -> None:
     """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask)."""
     with cli_errors():
@@ -172,10 +201,23 @@ def command(
         settings: dict[str, Any] = {}
         if method in (Method.esdiff, Method.aloha):
             settings["patch_batch"] = patch_batch
+        sampler = {
+            "start": start,
+            "t_start": t_start,
+            "snr": snr,
+            "predictor_noise": predictor_noise,
+            "corrector_samples": corrector_samples,
+            "fusion": fusion,
+            "tiling": tiling,
+        }
+        low_rank = {"mu": mu, "rank": rank, "lmafit_tol": lmafit_tol, "lmafit_max_iter": lmafit_max_iter}
+        given = [
+            k for k, v in {**sampler, **low_rank, "model": model, "steps": steps}.items() if v is not None
+        ]
         if method == Method.esdiff:
-            settings.update(model=model, steps=steps)
-        elif model is not None or steps is not None:
-            raise fail(f"--model and --steps apply to --method esdiff, not {method.value}")
+            settings.update(model=model, steps=steps, config=sampler_config(sampler, low_rank))
+        elif given:
+            raise fail(f"--{given[0].replace('_', '-')} applies to --method esdiff, not {method.value}")
         from esdiff_cli.common import resolve_device
 
         args = {

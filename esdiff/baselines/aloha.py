@@ -77,9 +77,10 @@ def inpaint(
 
     ``image`` HxWx3 float in [0, 1], ``known`` HxW bool. Returns float64 HxWx3 in [0, 1] whose known
     pixels are exactly the input's. ``config`` sets the LMaFit start (``LowRankConfig()`` by default;
-    its ``mu`` is not used: ALOHA's ``mu`` is the argument). ``lmafit_options`` (``start_rank``) go to
-    ``lmafit``. After every batch of ``patch_batch`` patches ``progress(done, total, ranks=...,
-    lmafit_iterations=..., lmafit_seconds=..., seconds=...)`` is called.
+    its ``mu`` is not used: ALOHA's ``mu`` is the argument); ``LowRankConfig(dtype="float32",
+    lmafit_tol=1e-3)`` is about 4x cheaper at the same PSNR on LSUN at 80 % missing. ``lmafit_options``
+    (``start_rank``, ``rank_step``) go to ``lmafit``. After every batch of ``patch_batch`` patches,
+    ``progress(done, total, ranks=..., lmafit_iterations=..., lmafit_seconds=..., seconds=...)``.
     """
     image = np.asarray(image, dtype=np.float64)
     known = np.asarray(known, dtype=bool)
