@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -39,4 +40,9 @@ def main() -> None:
     except typer.Abort:
         print_error("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("ESDIFF_DEBUG"):
+            raise
+        print_error(f"internal error: {type(exc).__name__}: {exc} (set ESDIFF_DEBUG=1 for the traceback)")
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

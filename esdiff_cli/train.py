@@ -63,7 +63,9 @@ def command(
         int | None, typer.Option(min=1, help="Write a checkpoint every K steps.", show_default="100")
     ] = None,
     lr: Annotated[float | None, typer.Option(min=0.0, help="Adam step size.", show_default="2e-4")] = None,
-    warmup: Annotated[int | None, typer.Option(min=0, help="Warm-up steps.", show_default="5000")] = None,
+    warmup: Annotated[
+        int | None, typer.Option(min=0, help="Warm-up steps.", show_default="min(5000, steps/10)")
+    ] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (for GPUs).")] = False,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last memory layout.")
@@ -141,6 +143,14 @@ def command(
         info(f"step {result.step}/{train_cfg.steps}{loss}: {result.checkpoint}")
 
 
+def default_warmup(steps: int) -> int:
+    """SPEC 2's 5000 warm-up steps, but never more than a tenth of the run: a warm-up longer than the
+    run leaves the learning rate near zero (a 300-step run would learn almost nothing)."""
+    from esdiff.config import TrainConfig
+
+    return min(TrainConfig.warmup, max(1, steps // 10))
+
+
 def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tuple[ModelConfig, TrainConfig]:
     """The run's configs: defaults overridden by ``given``, or on resume the saved ones, which ``given``
     options may not contradict (except ``steps`` and ``checkpoint_every``)."""
@@ -160,6 +170,8 @@ def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tupl
         "warmup",
     }
     train_kw = {k: v for k, v in given.items() if k in train_fields}
+    if saved is None and "warmup" not in train_kw:
+        train_kw["warmup"] = default_warmup(train_kw.get("steps", 3000))
     if saved is None:
         channels = 3 if given.get("no_mpt") else 12
         network = dataclasses.replace(NETWORK_PRESETS[given.get("preset", "base")], channels=channels)
