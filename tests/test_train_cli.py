@@ -75,7 +75,7 @@ def test_dry_run_prints_resolved_settings_and_writes_nothing(folder: Path, tmp_p
     report = json.loads(result.stdout)
     assert report["preset"] == "tiny" and report["images"] == 2 and report["parameters"] > 0
     assert report["model"]["network"]["channels"] == 3 and report["model"]["mpt"]["enabled"] is False
-    assert report["train"]["steps"] == 5 and report["train"]["warmup"] == 5000
+    assert report["train"]["steps"] == 5 and report["train"]["warmup"] == 1  # min(5000, steps // 10), at least 1
     assert not (tmp_path / "run").exists()
 
 
@@ -250,3 +250,9 @@ def test_torchrun_two_processes_on_cpu(folder: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert read_info(run / "checkpoint.safetensors").step == 4
+
+
+def test_default_warmup_is_the_papers_but_never_longer_than_a_tenth_of_the_run() -> None:
+    from esdiff_cli.train import default_warmup
+
+    assert default_warmup(300) == 30 and default_warmup(100_000) == 5000 and default_warmup(3) == 1
