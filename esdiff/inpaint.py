@@ -22,9 +22,13 @@ BUILTIN_MODEL = Path(__file__).parent / "weights" / "builtin.safetensors"
 
 
 def default_sampler_config() -> SamplerConfig:
-    """The defaults of `esdiff inpaint`, chosen by measurement to fit the CPU budget (see README)."""
+    """The defaults of `esdiff inpaint`, chosen by measurement to fit the CPU budget (see README).
+
+    25 steps gave the same PSNR as 50 on lsun100 at 80 % missing; tol 1e-3 gives ALOHA's faithful PSNR at
+    a seventh of the LMaFit cost; the noisy LMaFit start avoids the corrector blow-up of a clean start at
+    sigma_max (its step size grows as 1/||score||^2)."""
     return SamplerConfig(
-        steps=50,
+        steps=25,
         start="lmafit-noisy",
         t_start=0.5,
         low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-3),
