@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from esdiff_cli.common import Device, cli_errors, fail, info, make_progress, resolve_device
+from esdiff_cli.common import Device, cli_errors, fail, info, resolve_device
 
 
 def variants(base: Any) -> dict[str, dict[str, Any]]:
@@ -66,8 +66,8 @@ def command(
                 f"unknown variant {', '.join(unknown) or '(none)'} (choose from {', '.join(table_of)})"
             )
         from esdiff.benchmarks import load_benchmark, parse_masks
-        from esdiff.evaluation import EvalOptions, Job, run_job, summarize, write_reports
-        from esdiff_cli.evaluate import show_table
+        from esdiff.evaluation import EvalOptions, Job, summarize, write_reports
+        from esdiff_cli.evaluate import run_jobs, show_table
 
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit)
@@ -75,13 +75,7 @@ def command(
         options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
         jobs = [Job(im, spec, "esdiff", label=v) for im in images for spec in specs for v in chosen]
         out.mkdir(parents=True, exist_ok=True)
-        records = []
-        with make_progress(quiet) as progress:
-            task = progress.add_task("jobs", total=len(jobs), info="")
-            for job in jobs:
-                progress.update(task, info=f"{job.column} {job.image.name} {job.mask}")
-                records.append(run_job(job, out, options, None))
-                progress.advance(task)
+        records = run_jobs(jobs, out, options, quiet)
         table = summarize(records, specs, chosen)
         write_reports(out, records, table, chosen)
         show_table(table, chosen, f"ablation on {benchmark}")

@@ -72,13 +72,7 @@ def command(
         mine = jobs[rank::world]
         folder.mkdir(parents=True, exist_ok=True)
         info(f"{len(images)} images x {len(specs)} masks x {len(method_list)} methods -> {folder}")
-        records = []
-        with make_progress(quiet) as progress:
-            task = progress.add_task("jobs", total=len(mine), info="")
-            for job in mine:
-                progress.update(task, info=f"{job.method} {job.image.name} {job.mask}")
-                records.append(run_job(job, folder, options, None))
-                progress.advance(task)
+        records = run_jobs(mine, folder, options, quiet)
         if world > 1:
             import torch.distributed as dist
 
@@ -95,6 +89,20 @@ def command(
                 comparison_figure(folder, im, spec, method_list)
         show_table(table, [*method_list, "observation"], benchmark)
         info(f"wrote {folder}/table.md, per_image.csv, per_image.json, figures/")
+
+
+def run_jobs(jobs: list[Any], folder: Path, options: Any, quiet: bool) -> list[dict[str, Any]]:
+    """Every job in turn under one progress bar with ETA; finished jobs are read back, not redone."""
+    from esdiff.evaluation import run_job
+
+    records = []
+    with make_progress(quiet) as progress:
+        task = progress.add_task("jobs", total=len(jobs), info="")
+        for job in jobs:
+            progress.update(task, info=f"{job.column} {job.image.name} {job.mask}")
+            records.append(run_job(job, folder, options, None))
+            progress.advance(task)
+    return records
 
 
 def show_table(table: dict, methods: list[str], title: str) -> None:
