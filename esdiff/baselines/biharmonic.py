@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from esdiff.baselines.common import check_inputs
+
 DEFAULTS: dict = {}
 
 
@@ -30,17 +32,9 @@ def inpaint(
 
     if settings:
         raise TypeError(f"unknown biharmonic settings: {sorted(settings)}")
-    image, known = _check(image, known)
+    image, known = check_inputs(image, known)
     observed = np.where(known[..., None], image, 0.0)
     out = inpaint_biharmonic(observed, ~known, channel_axis=-1)
     if progress is not None:
         progress(1, 1)
     return np.where(known[..., None], image, np.clip(out, 0.0, 1.0))
-
-
-def _check(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image = np.asarray(image, dtype=np.float64)
-    known = np.asarray(known, dtype=bool)
-    if image.ndim != 3 or image.shape[2] != 3 or known.shape != image.shape[:2]:
-        raise ValueError(f"expected image HxWx3 and known HxW, got {image.shape} and {known.shape}")
-    return image, known

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from esdiff.baselines.common import check_inputs, merge_settings
+
 DEFAULTS: dict = {
     "iterations": 1000,
     "lr": 0.01,
@@ -52,11 +54,8 @@ def inpaint(
     ``snapshot(iteration, estimate)``, when given, receives every ``snapshot_every`` iterations the
     image this function would return if it stopped there (for PSNR-against-iterations curves).
     """
-    cfg = {**DEFAULTS, **settings}
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown dip settings: {sorted(unknown)}")
-    image, known = _check(image, known)
+    cfg = merge_settings("dip", DEFAULTS, settings)
+    image, known = check_inputs(image, known)
     H, W = known.shape
     step = 2 ** cfg["levels"]
     pad = (0, (-W) % step, 0, (-H) % step)  # left, right, top, bottom
@@ -140,11 +139,3 @@ def _init_weights(net: nn.Module, gen: torch.Generator) -> None:
                 module.weight.uniform_(-bound, bound, generator=gen)
                 if module.bias is not None:
                     module.bias.uniform_(-bound, bound, generator=gen)
-
-
-def _check(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image = np.asarray(image, dtype=np.float64)
-    known = np.asarray(known, dtype=bool)
-    if image.ndim != 3 or image.shape[2] != 3 or known.shape != image.shape[:2]:
-        raise ValueError(f"expected image HxWx3 and known HxW, got {image.shape} and {known.shape}")
-    return image, known

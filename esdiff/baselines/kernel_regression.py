@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from esdiff.baselines.common import check_inputs, merge_settings
+
 DEFAULTS: dict = {
     "order": 2,
     "h": None,
@@ -58,13 +60,10 @@ def inpaint(
     **settings,
 ) -> np.ndarray:
     """Fill the pixels where ``known`` is False by kernel regression (deterministic; ``seed`` unused)."""
-    cfg = {**DEFAULTS, **settings}
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown kernel-regression settings: {sorted(unknown)}")
+    cfg = merge_settings("kernel-regression", DEFAULTS, settings)
     if cfg["order"] not in _SIZE:
         raise ValueError(f"order must be 0, 1 or 2, got {cfg['order']}")
-    image, known = _check(image, known)
+    image, known = check_inputs(image, known)
     observed = np.where(known[..., None], image, 0.0)
     total = 1 + cfg["steering_iterations"]
     density = max(known.mean(), 1e-3)
@@ -205,11 +204,3 @@ def _fill_unsupported(
         todo &= ~ok
         sigma *= 2
     return est
-
-
-def _check(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image = np.asarray(image, dtype=np.float64)
-    known = np.asarray(known, dtype=bool)
-    if image.ndim != 3 or image.shape[2] != 3 or known.shape != image.shape[:2]:
-        raise ValueError(f"expected image HxWx3 and known HxW, got {image.shape} and {known.shape}")
-    return image, known

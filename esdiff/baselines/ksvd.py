@@ -27,6 +27,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from esdiff.baselines.common import check_inputs, merge_settings
+
 DEFAULTS: dict = {
     "patch": 8,
     "atoms": 256,
@@ -48,11 +50,8 @@ def inpaint(
     **settings,
 ) -> np.ndarray:
     """Fill the pixels where ``known`` is False with a K-SVD dictionary learned on the known pixels."""
-    cfg = {**DEFAULTS, **settings}
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown ksvd settings: {sorted(unknown)}")
-    image, known = _check(image, known)
+    cfg = merge_settings("ksvd", DEFAULTS, settings)
+    image, known = check_inputs(image, known)
     p = cfg["patch"]
     if min(known.shape) < p:
         raise ValueError(f"image {known.shape} is smaller than the patch size {p}")
@@ -236,11 +235,3 @@ def _average(recon: np.ndarray, grid_r: np.ndarray, grid_c: np.ndarray, shape: t
             np.add.at(acc, (r, c), recon[:, :, :, i, j])
             np.add.at(count, (r, c), 1.0)
     return acc / count[..., None]
-
-
-def _check(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image = np.asarray(image, dtype=np.float64)
-    known = np.asarray(known, dtype=bool)
-    if image.ndim != 3 or image.shape[2] != 3 or known.shape != image.shape[:2]:
-        raise ValueError(f"expected image HxWx3 and known HxW, got {image.shape} and {known.shape}")
-    return image, known
