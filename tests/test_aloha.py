@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
 from esdiff.baselines import aloha
 from esdiff.config import LowRankConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast alone and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

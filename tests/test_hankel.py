@@ -8,14 +8,7 @@ import torch.nn.functional as F
 
 from esdiff.hankel import hankel, hankel_adjoint, hankel_pinv, overlap_count
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast alone and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

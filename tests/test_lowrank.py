@@ -10,14 +10,7 @@ from esdiff.config import LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
 from esdiff.lowrank import LowRankState, admm_step, init_low_rank, lmafit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast alone and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _low_rank(m: int, n: int, r: int, seed: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 """Subprocesses on one thread: tiny networks are fastest so, and the machine is shared."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_folder(path: Path, size: tuple[int, int] = (64, 72), count: int = 2) -> Path:
@@ -75,7 +69,9 @@ def test_dry_run_prints_resolved_settings_and_writes_nothing(folder: Path, tmp_p
     report = json.loads(result.stdout)
     assert report["preset"] == "tiny" and report["images"] == 2 and report["parameters"] > 0
     assert report["model"]["network"]["channels"] == 3 and report["model"]["mpt"]["enabled"] is False
-    assert report["train"]["steps"] == 5 and report["train"]["warmup"] == 1  # min(5000, steps // 10), at least 1
+    assert (
+        report["train"]["steps"] == 5 and report["train"]["warmup"] == 1
+    )  # min(5000, steps // 10)
     assert not (tmp_path / "run").exists()
 
 
