@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--missing", type=float, default=0.8, help="fraction of pixels unknown")
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--every", type=int, default=100, help="evaluate every this many iterations")
+    parser.add_argument("--channels", type=int, default=None, help="network width (default: DIP's 128)")
     parser.add_argument("--seed", type=int, default=0, help="DIP seed (weights and input noise)")
     parser.add_argument("--mask-seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -89,6 +90,7 @@ def main() -> None:
 
     print(f"{'iteration':>9} {'PSNR':>8} {'SSIM':>8} {'PSNR hole':>10} {'seconds':>9}")
     record(0, observed)
+    width = {} if args.channels is None else {"channels": args.channels}
     dip.inpaint(
         observed,
         known,
@@ -97,6 +99,7 @@ def main() -> None:
         iterations=args.iterations,
         snapshot=record,
         snapshot_every=args.every,
+        **width,
     )
     total = time.perf_counter() - start
     result = {
@@ -108,7 +111,7 @@ def main() -> None:
         "mask_seed": args.mask_seed,
         "device": args.device,
         "threads": torch.get_num_threads(),
-        "settings": {**dip.DEFAULTS, "iterations": args.iterations},
+        "settings": {**dip.DEFAULTS, **width, "iterations": args.iterations},
         "seconds_total": total,
         "seconds_per_iteration": total / args.iterations,
         "curve": rows,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import json
 import time
@@ -16,7 +18,7 @@ import numpy as np
 from esdiff.benchmarks import BenchImage, mask_seed
 from esdiff.io import atomic_write_bytes, read_image, write_image
 from esdiff.masks import generate_mask, load_mask, save_mask
-from esdiff.methods import MethodOptions, run_method
+from esdiff.methods import MethodOptions, default_model, run_method
 from esdiff.metrics import evaluate
 
 METRICS = ("psnr", "ssim", "psnr_missing", "ssim_missing")
@@ -64,6 +66,29 @@ def versions() -> dict[str, str]:
     }
 
 
+def fingerprint(method: str, settings: dict[str, Any], seed: int) -> str:
+    """What a stored result depends on besides image and mask: method, seed, settings, and the model
+    file's content (a retrained model or other settings must not reuse old results)."""
+    described = {k: str(v) for k, v in sorted(settings.items())}
+    model = settings.get("model") or default_model(method)
+    if model is not None and Path(model).is_file():
+        path = Path(model).resolve()
+        stat = path.stat()
+        described["model"] = file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+    text = json.dumps([method, seed, described], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file (cached per path, size and modification time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
 def job_mask(out: Path, image: BenchImage, spec: str) -> np.ndarray:
     """The mask of (image, spec): generated from a fixed seed once, then read back from its file."""
     path = out / "masks" / f"{image.name}__{slug(spec)}.png"
@@ -78,12 +103,16 @@ def job_mask(out: Path, image: BenchImage, spec: str) -> np.ndarray:
 def run_job(
     job: Job, out: Path, options: EvalOptions, progress: Callable[..., None] | None
 ) -> dict[str, Any]:
-    """Inpaint one (image, mask) with one method, save the result and its metrics; skip if done."""
+    """Inpaint one (image, mask) with one method, save the result and its metrics; skip if done with the
+    same method, seed, settings and model (otherwise the job runs again and replaces the old result)."""
     record_path = out / "results" / job.column / f"{job.key}.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
-    known = job_mask(out, job.image, job.mask)
     settings = options.settings.get(job.column, {})
+    key = fingerprint(job.method, settings, options.seed)
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record.get("fingerprint") == key:
+            return record
+    known = job_mask(out, job.image, job.mask)
     start = time.perf_counter()
     result = run_method(
         job.method, job.image.pixels, known, MethodOptions(options.seed, options.device, settings), progress
@@ -102,6 +131,7 @@ def run_job(
         "mask_seed": mask_seed(job.image.name, job.mask),
         "missing_fraction": float(1 - known.mean()),
         "settings": {k: str(v) for k, v in settings.items()},
+        "fingerprint": key,
         "versions": versions(),
     }
     atomic_write_bytes(record_path, json.dumps(record, indent=2).encode())

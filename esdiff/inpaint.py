@@ -19,6 +19,8 @@ from esdiff.sampler import STEP_LISTS, Encoding, sample_patches
 from esdiff.sde import VESDE
 
 BUILTIN_MODEL = Path(__file__).parent / "weights" / "builtin.safetensors"
+NCSNPP_MODEL = Path(__file__).parent / "weights" / "ncsnpp.safetensors"
+"""The 3-channel model (`esdiff train --no-mpt`) of the paper's NCSN++ baseline, made like BUILTIN_MODEL."""
 
 
 def default_sampler_config() -> SamplerConfig:
@@ -35,14 +37,20 @@ def default_sampler_config() -> SamplerConfig:
     )
 
 
+def ncsnpp_sampler_config() -> SamplerConfig:
+    """The NCSN++ baseline: the same predictor-corrector sampler and step count, but a pure diffusion
+    sampler, so it starts from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank part)."""
+    return replace(default_sampler_config(), start="noise", t_start=1.0)
+
+
 @functools.lru_cache(maxsize=2)
 def load(path: str | None, device: str) -> tuple[ScoreModel, Tensor | None, VESDE]:
     """The model at ``path`` (None: the built-in one), its keep-mask (None without MPT) and SDE."""
     from esdiff.checkpoints import load_model
 
     file = Path(path) if path else BUILTIN_MODEL
-    if path is None and not file.exists():
-        raise EsdiffError(f"the built-in model is not installed ({file}); pass --model CHECKPOINT")
+    if file in (BUILTIN_MODEL, NCSNPP_MODEL) and not file.exists():
+        raise EsdiffError(f"the shipped model {file.name} is not installed ({file}); pass a checkpoint")
     model, keep, cfg = load_model(file, device)
     return model, (keep.bool() if cfg.mpt.enabled else None), VESDE.from_config(cfg.sde)
 

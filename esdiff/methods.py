@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,13 @@ class MethodOptions:
     seed: int = 0
     device: str = "cpu"
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+def default_model(name: str) -> Path | None:
+    """The shipped checkpoint a sampler method uses when no model is given (None: not a sampler)."""
+    from esdiff.inpaint import BUILTIN_MODEL, NCSNPP_MODEL
+
+    return {"esdiff": BUILTIN_MODEL, "ncsnpp": NCSNPP_MODEL}.get(name)
 
 
 def check_mask(known: np.ndarray, shape: tuple[int, int]) -> None:
@@ -59,15 +67,14 @@ def run_method(
             observed, known, seed=options.seed, progress=progress, device=options.device, **options.settings
         )
     elif name in ("esdiff", "ncsnpp"):
-        from esdiff.inpaint import inpaint_image
+        from esdiff.inpaint import inpaint_image, ncsnpp_sampler_config
 
         settings = dict(options.settings)
+        if settings.get("model") is None:
+            settings["model"] = default_model(name)
         if name == "ncsnpp":
             settings.setdefault("step_list", "no-lowrank")
-            if settings.get("model") is None:
-                raise EsdiffError(
-                    "method ncsnpp needs a 3-channel checkpoint (esdiff train --no-mpt); pass its path"
-                )
+            settings.setdefault("config", ncsnpp_sampler_config())
         result = inpaint_image(
             observed, known, seed=options.seed, device=options.device, progress=progress, **settings
         )

@@ -64,6 +64,24 @@ def test_evaluate_resumes_without_redoing_jobs(tmp_path: Path, folder: Path) -> 
     assert (tmp_path / "run" / "results" / "kernel-regression" / "b__text2.json").exists()
 
 
+def test_changed_settings_or_model_redo_the_job(tmp_path: Path, folder: Path) -> None:
+    from esdiff.evaluation import fingerprint
+
+    assert evaluate(folder, tmp_path / "run", "--full-size").exit_code == 0
+    done = tmp_path / "run" / "results" / "biharmonic" / "a__random-0.5.json"
+    stamp = done.stat().st_mtime_ns
+    assert evaluate(folder, tmp_path / "run", "--full-size", "--seed", "1").exit_code == 0
+    assert done.stat().st_mtime_ns != stamp
+    assert json.loads(done.read_text())["seed"] == 1
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"one")
+    first = fingerprint("esdiff", {"model": model, "steps": 5}, 0)
+    assert first == fingerprint("esdiff", {"model": model, "steps": 5}, 0)
+    assert first != fingerprint("esdiff", {"model": model, "steps": 6}, 0)
+    model.write_bytes(b"second")
+    assert first != fingerprint("esdiff", {"model": model, "steps": 5}, 0)
+
+
 def test_protocols_and_seeds() -> None:
     assert parse_masks("table2") == MASK_PROTOCOLS["table2"] == ("random:0.8", "random:0.5")
     assert len(parse_masks("table1")) == 6
