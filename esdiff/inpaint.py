@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import LowRankConfig, SamplerConfig
+from esdiff.config import FAST_LMAFIT, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.nn import ScoreModel
 from esdiff.patches import make_grid
@@ -33,7 +33,7 @@ def default_sampler_config() -> SamplerConfig:
         steps=25,
         start="lmafit-noisy",
         t_start=0.5,
-        low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-3),
+        low_rank=FAST_LMAFIT,
     )
 
 
