@@ -69,9 +69,7 @@ def test_dry_run_prints_resolved_settings_and_writes_nothing(folder: Path, tmp_p
     report = json.loads(result.stdout)
     assert report["preset"] == "tiny" and report["images"] == 2 and report["parameters"] > 0
     assert report["model"]["network"]["channels"] == 3 and report["model"]["mpt"]["enabled"] is False
-    assert (
-        report["train"]["steps"] == 5 and report["train"]["warmup"] == 1
-    )  # min(5000, steps // 10)
+    assert report["train"]["steps"] == 5 and report["train"]["warmup"] == 1  # min(5000, steps // 10)
     assert not (tmp_path / "run").exists()
 
 
