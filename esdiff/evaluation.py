@@ -69,7 +69,7 @@ def versions() -> dict[str, str]:
 def fingerprint(method: str, settings: dict[str, Any], seed: int) -> str:
     """What a stored result depends on besides image and mask: method, seed, settings, and the model
     file's content (a retrained model or other settings must not reuse old results)."""
-    described = {k: str(v) for k, v in sorted(settings.items())}
+    described = {k: str(v) for k, v in sorted(settings.items()) if v is not None}
     model = settings.get("model") or default_model(method)
     if model is not None and Path(model).is_file():
         path = Path(model).resolve()
