@@ -17,6 +17,7 @@ T = TypeVar("T")
 FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
 TilingMode = Literal["overlap", "tile"]
+StateMode = Literal["rgb", "mpt"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ class SamplerConfig:
     """How the four i-MPT estimates become one RGB patch (SPEC 1, fusion)."""
     tau: float = 1.0
     """Softmax temperature of the fusion weights."""
+    state: StateMode = "rgb"
+    """What the predictor and corrector move: ``rgb`` re-encodes the RGB iterate with MPT before every
+    network step (lab); ``mpt`` keeps the 12-channel object between steps and shifts it by MPT of each
+    low-rank/DC correction, so its four slots keep independent noise (SPEC 3, known weakness)."""
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""

@@ -39,10 +39,25 @@ class Encoding:
 
 @dataclass
 class State:
-    """The RGB patch estimates and the ADMM variables that persist across steps."""
+    """The RGB patch estimates and the ADMM variables that persist across steps; with
+    ``state="mpt"`` also the network-space object ``psi`` and the RGB ``psi_x`` it decoded to."""
 
     x: Tensor
     lr: LowRankState | None
+    psi: Tensor | None = None
+    psi_x: Tensor | None = None
+
+    def encoded(self, ctx: Context) -> Tensor:
+        """The network-space input: MPT of ``x``, or (``state="mpt"``) the kept object moved by MPT of
+        what the RGB-space steps changed since (MPT is linear, so the slots keep their own noise)."""
+        if ctx.cfg.state == "rgb" or self.psi is None or self.psi_x is None:
+            return ctx.encoding.encode(self.x)
+        return self.psi + ctx.encoding.encode(self.x - self.psi_x)
+
+    def decoded(self, psi: Tensor, ctx: Context) -> State:
+        """The state after a network-space move to ``psi``."""
+        x = ctx.encoding.decode(psi)
+        return replace(self, x=x, psi=psi if ctx.cfg.state == "mpt" else None, psi_x=x)
 
 
 @dataclass
@@ -70,23 +85,23 @@ Step = Callable[[State, Context], State]
 
 def predictor(state: State, ctx: Context) -> State:
     """Reverse-diffusion predictor on ``Psi = MPT(x)``, then i-MPT + fusion (Alg. 1, SPEC 3.4)."""
-    psi = ctx.encoding.encode(state.x)
+    psi = state.encoded(ctx)
     psi = psi + ctx.step_var * ctx.score(psi, ctx.sigma)
     if ctx.cfg.predictor_noise:
         psi = psi + ctx.step_var**0.5 * ctx.noise(psi)
-    return replace(state, x=ctx.encoding.decode(psi))
+    return state.decoded(psi, ctx)
 
 
 def corrector(state: State, ctx: Context) -> State:
     """Annealed Langevin corrector, step size ``2 (snr ||z|| / ||g||)^2`` per patch (SPEC 3.4)."""
-    psi = ctx.encoding.encode(state.x)
+    psi = state.encoded(ctx)
     for _ in range(ctx.cfg.corrector_samples):
         g = ctx.score(psi, ctx.sigma)
         z = ctx.noise(psi)
         ratio = z.flatten(1).norm(dim=1) / g.flatten(1).norm(dim=1).clamp_min(1e-12)
         eps = (2 * (ctx.cfg.snr * ratio) ** 2).view(-1, 1, 1, 1)
         psi = psi + eps * g + (2 * eps).sqrt() * z
-    return replace(state, x=ctx.encoding.decode(psi))
+    return state.decoded(psi, ctx)
 
 
 def low_rank(state: State, ctx: Context) -> State:
@@ -96,7 +111,7 @@ def low_rank(state: State, ctx: Context) -> State:
     hx = hankel(state.x.to(state.lr.U.dtype), window)
     U, V, L, x_lr = admm_step(hx, state.lr.U, state.lr.V, state.lr.L, ctx.cfg.low_rank.mu)
     x = hankel_pinv(x_lr, window, tuple(state.x.shape[-2:])).to(state.x.dtype)
-    return State(x=x, lr=LowRankState(U, V, L))
+    return replace(state, x=x, lr=LowRankState(U, V, L))
 
 
 def data_consistency(state: State, ctx: Context) -> State:

@@ -32,6 +32,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
             "config": cfg(low_rank=LowRankConfig(**{**dataclasses.asdict(base.low_rank), "rank": 32}))
         },
         "tile": {"config": cfg(tiling="tile")},
+        "state-mpt": {"config": cfg(state="mpt")},
     }
 
 

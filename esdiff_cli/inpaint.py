@@ -141,7 +141,7 @@ def sampler_config(sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
     from esdiff.inpaint import default_sampler_config
 
     choices = {"start": ("lmafit", "lmafit-noisy", "noise"), "fusion": ("softmax", "softmax0", "mean")}
-    choices["tiling"] = ("overlap", "tile")
+    choices |= {"tiling": ("overlap", "tile"), "state": ("rgb", "mpt")}
     for name, allowed in choices.items():
         if sampler[name] is not None and sampler[name] not in allowed:
             raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
@@ -184,6 +184,10 @@ def command(
     corrector_samples: Annotated[int | None, typer.Option(min=0, help="Langevin steps per level.")] = None,
     fusion: Annotated[str | None, typer.Option(help="i-MPT fusion: softmax, softmax0 or mean.")] = None,
     tiling: Annotated[str | None, typer.Option(help="Patches: overlap (lab) or tile.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(help="Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels)."),
+    ] = None,
     mu: Annotated[float | None, typer.Option(min=0.0, help="ADMM penalty of the low-rank step.")] = None,
     rank: Annotated[
         int | None, typer.Option(min=1, max=191, help="Fixed Hankel rank (default adaptive).")
@@ -209,6 +213,7 @@ def command(
             "corrector_samples": corrector_samples,
             "fusion": fusion,
             "tiling": tiling,
+            "state": state,
         }
         low_rank = {"mu": mu, "rank": rank, "lmafit_tol": lmafit_tol, "lmafit_max_iter": lmafit_max_iter}
         given = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from esdiff.config import LowRankConfig, SamplerConfig
-from esdiff.sampler import STEP_LISTS, Encoding, sample_patches
+from esdiff.sampler import STEP_LISTS, Context, Encoding, State, sample_patches
 from esdiff.sde import VESDE
 from esdiff.transforms import mpt, virtual_mask
 
@@ -34,20 +35,42 @@ def patches(astronaut: np.ndarray, missing: float = 0.8) -> tuple[torch.Tensor, 
     return x, x * known, known
 
 
+@pytest.mark.parametrize("state", ["rgb", "mpt"])
 @pytest.mark.parametrize(("steps", "floor_db"), [("esdiff", 24.0), ("no-lowrank", 35.0)])
-def test_exact_score_recovers_the_image(astronaut: np.ndarray, steps: str, floor_db: float) -> None:
+def test_exact_score_recovers_the_image(
+    astronaut: np.ndarray, steps: str, floor_db: float, state: str
+) -> None:
     """With the exact score of a prior peaked at the truth, sampling must land near the truth; the
     low-rank step caps what a fixed rank-40 Hankel approximation can represent."""
     x, y, known = patches(astronaut)
     keep = virtual_mask(2.81, 64, 0)
     encoding = Encoding(keep)
     gens = [torch.Generator().manual_seed(1)]
+    cfg = replace(CHEAP, state=state)
     out = sample_patches(
-        gaussian_score(mpt(x, keep)), encoding, VESDE(), y, known, CHEAP, gens, STEP_LISTS[steps]
+        gaussian_score(mpt(x, keep)), encoding, VESDE(), y, known, cfg, gens, STEP_LISTS[steps]
     )
     assert torch.equal(out[known.expand_as(out)], x[known.expand_as(x)])
     mse = float(((out - x) ** 2).mean())
     assert -10 * np.log10(mse) > floor_db, mse
+
+
+def test_kept_mpt_state_moves_by_the_rgb_correction(astronaut: np.ndarray) -> None:
+    """state="mpt": the kept 12-channel object shifts by MPT(dx) when an RGB step changes x by dx, so
+    its slots keep their own noise and it still decodes to the corrected x."""
+    x, _, _ = patches(astronaut)
+    keep = virtual_mask(2.81, 64, 0)
+    encoding = Encoding(keep, "mean")
+    ctx = Context(None, encoding, None, x, SamplerConfig(state="mpt"), [], 1.0, 1.0)  # type: ignore[arg-type]
+    psi = mpt(x, keep) + 0.1 * torch.randn(1, 12, 64, 64, generator=torch.Generator().manual_seed(0))
+    state = State(x=x, lr=None).decoded(psi, ctx)
+    assert torch.equal(state.encoded(ctx), psi)
+    dx = 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    moved = replace(state, x=state.x + dx)
+    assert torch.allclose(moved.encoded(ctx), psi + mpt(dx, keep), atol=1e-6)
+    assert torch.allclose(encoding.decode(moved.encoded(ctx)), moved.x, atol=1e-5)
+    rgb = Context(None, encoding, None, x, SamplerConfig(), [], 1.0, 1.0)  # type: ignore[arg-type]
+    assert torch.equal(moved.encoded(rgb), mpt(moved.x, keep))
 
 
 def test_same_seed_same_result(astronaut: np.ndarray) -> None:
