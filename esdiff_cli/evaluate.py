@@ -38,7 +38,10 @@ def command(
     model: Annotated[Path | None, typer.Option(help="ESDiff checkpoint (default: built-in).")] = None,
     ncsnpp_model: Annotated[Path | None, typer.Option(help="3-channel checkpoint for ncsnpp.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps for esdiff/ncsnpp.")] = None,
-    dip_iterations: Annotated[int | None, typer.Option(min=1, help="DIP iterations.")] = None,
+    dip_iterations: Annotated[int | None, typer.Option(min=1, help="DIP iterations (default 1000).")] = None,
+    dip_channels: Annotated[
+        int | None, typer.Option(min=1, help="DIP network width (default 128; narrower is cheaper).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic methods.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -64,8 +67,8 @@ def command(
             "esdiff": {"model": model, "steps": steps},
             "ncsnpp": {"model": ncsnpp_model, "steps": steps},
         }
-        if dip_iterations:
-            settings["dip"] = {"iterations": dip_iterations}
+        dip = {"iterations": dip_iterations, "channels": dip_channels}
+        settings["dip"] = {k: v for k, v in dip.items() if v is not None}
         options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         jobs = [Job(im, spec, m) for im in images for spec in specs for m in method_list]
