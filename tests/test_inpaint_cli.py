@@ -151,3 +151,23 @@ def test_foreign_checkpoints_are_refused(tmp_path: Path, kind: str) -> None:
         result.stderr.decode()
     )
     assert not (tmp_path / "img_inpainted.png").exists()
+
+
+def test_sampler_options_reach_the_sampler(tmp_path: Path, tiny_model: Path) -> None:
+    src = photo(tmp_path / "img.png", 64, 64)
+    model = ["--model", str(tiny_model), *CHEAP]
+    kept = esdiff(
+        "inpaint", str(src), "--mask", "random:0.5", "--state", "mpt", "-o", "kept.png", *model, cwd=tmp_path
+    )
+    assert kept.returncode == 0, kept.stderr.decode()
+    plain = esdiff("inpaint", str(src), "--mask", "random:0.5", "-o", "plain.png", *model, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr.decode()
+    assert not np.array_equal(
+        read_image(tmp_path / "kept.png").pixels, read_image(tmp_path / "plain.png").pixels
+    )
+    bad = esdiff(
+        "inpaint", str(src), "--mask", "random:0.5", "--state", "hex", "-o", "bad.png", *model, cwd=tmp_path
+    )
+    lines = [line for line in bad.stderr.decode().splitlines() if line.strip()]
+    assert bad.returncode != 0 and len(lines) == 1 and "--state" in lines[0], bad.stderr.decode()
+    assert not (tmp_path / "bad.png").exists()
