@@ -109,8 +109,15 @@ def run_jobs(jobs: list[Any], folder: Path, options: Any, quiet: bool) -> list[d
 
 
 def show_table(table: dict, methods: list[str], title: str) -> None:
+    """The table on stderr: a rich table in a terminal, the Markdown one (never cut short) otherwise."""
     from rich.table import Table
 
+    from esdiff.evaluation import markdown_table
+
+    if not console.is_terminal:
+        console.print(f"{title}: PSNR (dB) / SSIM, mean over images", soft_wrap=True)
+        console.print(markdown_table(table, methods), soft_wrap=True, markup=False)
+        return
     view = Table(title=f"{title}: PSNR (dB) / SSIM, mean over images")
     view.add_column("mask")
     for method in methods:

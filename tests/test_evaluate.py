@@ -36,6 +36,7 @@ def evaluate(folder: Path, out: Path, *extra: str):
 def test_evaluate_writes_reports_and_is_deterministic(tmp_path: Path, folder: Path) -> None:
     first = evaluate(folder, tmp_path / "one", "--full-size")
     assert first.exit_code == 0, first.output
+    assert "| random:0.5 |" in first.output  # outside a terminal the table is Markdown, never cut short
     for name in ("table.md", "per_image.csv", "per_image.json", "summary.json"):
         assert (tmp_path / "one" / name).exists()
     assert len(list((tmp_path / "one" / "figures").glob("*.png"))) == 4
