@@ -168,11 +168,15 @@ def summarize(records: Sequence[dict[str, Any]], masks: Sequence[str], methods: 
     return table
 
 
+def table_cells(row: dict[str, dict[str, float]], methods: Sequence[str]) -> list[str]:
+    """One table row's cells: ``PSNR/SSIM`` per method, a dash where a method has no result."""
+    return [f"{row[m]['psnr']:.2f}/{row[m]['ssim']:.4f}" if m in row else "–" for m in methods]
+
+
 def markdown_table(table: dict, methods: Sequence[str]) -> str:
     lines = ["| mask | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for spec, row in table.items():
-        cells = [f"{row[m]['psnr']:.2f}/{row[m]['ssim']:.4f}" if m in row else "–" for m in methods]
-        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+        lines.append(f"| {spec} | " + " | ".join(table_cells(row, methods)) + " |")
     return "\n".join(lines) + "\n"
 
 

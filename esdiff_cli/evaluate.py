@@ -112,7 +112,7 @@ def show_table(table: dict, methods: list[str], title: str) -> None:
     """The table on stderr: a rich table in a terminal, the Markdown one (never cut short) otherwise."""
     from rich.table import Table
 
-    from esdiff.evaluation import markdown_table
+    from esdiff.evaluation import markdown_table, table_cells
 
     if not console.is_terminal:
         console.print(f"{title}: PSNR (dB) / SSIM, mean over images", soft_wrap=True)
@@ -123,7 +123,5 @@ def show_table(table: dict, methods: list[str], title: str) -> None:
     for method in methods:
         view.add_column(method, justify="right")
     for spec, row in table.items():
-        view.add_row(
-            spec, *(f"{row[m]['psnr']:.2f}/{row[m]['ssim']:.4f}" if m in row else "–" for m in methods)
-        )
+        view.add_row(spec, *table_cells(row, methods))
     console.print(view)

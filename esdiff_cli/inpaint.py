@@ -137,11 +137,13 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
 def sampler_config(sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
     """The default sampler settings with the options the user gave; bad values are one error line."""
     import dataclasses
+    from typing import get_args
 
+    from esdiff.config import FusionMode, StartMode, StateMode, TilingMode
     from esdiff.inpaint import default_sampler_config
 
-    choices = {"start": ("lmafit", "lmafit-noisy", "noise"), "fusion": ("softmax", "softmax0", "mean")}
-    choices |= {"tiling": ("overlap", "tile"), "state": ("rgb", "mpt")}
+    choices = {"start": StartMode, "fusion": FusionMode, "tiling": TilingMode, "state": StateMode}
+    choices = {name: get_args(mode) for name, mode in choices.items()}
     for name, allowed in choices.items():
         if sampler[name] is not None and sampler[name] not in allowed:
             raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
