@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--masks", default="random:0.9,random:0.8,random:0.7,text1,text2,block:4:0.8")
     parser.add_argument("--methods", default="esdiff,aloha,biharmonic")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: built-in)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--steps-curve", default="", help="comma-separated step counts for esdiff")
     parser.add_argument(
         "--work", type=Path, default=Path("runs/inpaint_quality"), help="resumable job folder"
@@ -44,14 +45,14 @@ def main() -> None:
         labels = args.methods.split(",")
         settings = {"esdiff": {"model": args.model}}
         jobs = [Job(im, s, m) for im in images for s in specs for m in labels]
-    options = EvalOptions(settings=settings)
+    options = EvalOptions(device=args.device, settings=settings)
     records = []
     for k, job in enumerate(jobs, 1):
         records.append(run_job(job, args.work, options, None))
         r = records[-1]
         print(
             f"[{k}/{len(jobs)}] {job.column:>12} {job.mask:>12} {job.image.name[:12]}  "
-            f"{r['psnr']:.2f} dB  {r['seconds']:.1f} s",
+            f"{r['psnr']:.2f} dB  {r['ssim']:.4f}  {r['seconds']:.1f} s",
             flush=True,
         )
     table = summarize(records, specs, labels)
@@ -61,7 +62,12 @@ def main() -> None:
     for spec, row in table.items():
         print(f"  {spec}: " + ", ".join(f"{m} {row[m]['seconds']:.1f}" for m in labels if m in row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"images": len(images), "machine": platform.machine(), "versions": versions()}
+    meta = {
+        "images": len(images),
+        "machine": platform.machine(),
+        "device": args.device,
+        "versions": versions(),
+    }
     args.out.write_text(json.dumps({"meta": meta, "table": table, "records": records}, indent=2))
     print(f"wrote {args.out}")
 

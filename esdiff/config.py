@@ -67,6 +67,7 @@ class NetworkConfig:
 
 NETWORK_PRESETS: dict[str, NetworkConfig] = {
     "paper": NetworkConfig(),
+    "mid": NetworkConfig(nf=48, ch_mult=(1, 1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,)),
     "base": NetworkConfig(nf=32, ch_mult=(1, 1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,)),
     "tiny": NetworkConfig(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()),
 }

@@ -73,6 +73,33 @@ def test_dry_run_prints_resolved_settings_and_writes_nothing(folder: Path, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+def test_mid_preset_through_python_dash_m(folder: Path, tmp_path: Path) -> None:
+    """`python -m esdiff_cli` is the command without the installed script (GPU machines, containers)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "esdiff_cli",
+            "train",
+            str(folder),
+            "-o",
+            str(tmp_path / "run"),
+            "--preset",
+            "mid",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["preset"] == "mid" and report["model"]["network"]["nf"] == 48
+    assert 4.0e6 < report["parameters"] < 4.7e6
+
+
 def test_train_resume_and_conflicts(folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = train(folder, "-o", run, "--preset", "tiny", "--steps", "2", "--checkpoint-every", "1", "-q")

@@ -1,0 +1,5 @@
+"""``python -m esdiff_cli``: the ``esdiff`` command without the installed script."""
+
+from esdiff_cli.app import main
+
+main()
