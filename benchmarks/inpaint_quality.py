@@ -5,6 +5,10 @@ it instead measures quality against the number of sampler steps for the esdiff m
 
     python benchmarks/inpaint_quality.py --limit 20 --out benchmarks/results/inpaint_quality.json
     python benchmarks/inpaint_quality.py --limit 10 --steps-curve 25,50,100,200 --masks random:0.8
+
+On a GPU, several workers share one job folder (``--shard 0/3`` ... ``--shard 2/3``, each with the same
+``--work``); a last run without ``--shard`` finds every job done and prints the whole table. The seconds of
+a job are what it took under the load of its time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ def main() -> None:
     parser.add_argument("--methods", default="esdiff,aloha,biharmonic")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: built-in)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument(
+        "--shard", default="0/1", help="K/N: run only jobs K, K+N, ... (parallel workers on one --work)"
+    )
     parser.add_argument("--steps-curve", default="", help="comma-separated step counts for esdiff")
     parser.add_argument(
         "--work", type=Path, default=Path("runs/inpaint_quality"), help="resumable job folder"
@@ -45,13 +52,16 @@ def main() -> None:
         labels = args.methods.split(",")
         settings = {"esdiff": {"model": args.model}}
         jobs = [Job(im, s, m) for im in images for s in specs for m in labels]
+    k, n = (int(x) for x in args.shard.split("/"))
+    if n > 1:
+        jobs = jobs[k::n]
     options = EvalOptions(device=args.device, settings=settings)
     records = []
-    for k, job in enumerate(jobs, 1):
+    for i, job in enumerate(jobs, 1):
         records.append(run_job(job, args.work, options, None))
         r = records[-1]
         print(
-            f"[{k}/{len(jobs)}] {job.column:>12} {job.mask:>12} {job.image.name[:12]}  "
+            f"[{i}/{len(jobs)}] {job.column:>12} {job.mask:>12} {job.image.name[:12]}  "
             f"{r['psnr']:.2f} dB  {r['ssim']:.4f}  {r['seconds']:.1f} s",
             flush=True,
         )
