@@ -133,6 +133,9 @@ class SamplerConfig:
     """What the predictor and corrector move: ``rgb`` re-encodes the RGB iterate with MPT before every
     network step (lab); ``mpt`` keeps the 12-channel object between steps and shifts it by MPT of each
     low-rank/DC correction, so its four slots keep independent noise (SPEC 3, known weakness)."""
+    shifts: int = 1
+    """Runs averaged, each on a patch grid offset by half a window (``patches.GRID_SHIFTS``, 1 to 4): more
+    runs smooth the seams between patches at that multiple of the time (not in the paper)."""
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +14,8 @@ from torch import Tensor
 from esdiff.config import FAST_LMAFIT, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.nn import ScoreModel
-from esdiff.patches import make_grid
-from esdiff.sampler import STEP_LISTS, Encoding, sample_patches
+from esdiff.patches import GRID_SHIFTS, make_grid
+from esdiff.sampler import STEP_LISTS, Encoding, Step, sample_patches
 from esdiff.sde import VESDE
 
 BUILTIN_MODEL = Path(__file__).parent / "weights" / "builtin.safetensors"
@@ -77,7 +77,8 @@ def inpaint_image(
     config: SamplerConfig | None = None,
     step_list: str | None = None,
 ) -> np.ndarray:
-    """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False)."""
+    """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False); with
+    ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids."""
     net, keep, sde = load(str(model) if model else None, device)
     cfg = config or default_sampler_config()
     cfg = replace(cfg, steps=steps or cfg.steps, patch_batch=patch_batch)
@@ -88,10 +89,49 @@ def inpaint_image(
     def score(psi: Tensor, sigma: float) -> Tensor:
         return net(psi, torch.full((psi.shape[0],), sigma, device=psi.device))
 
+    if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
+        raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
+    runs = []
+    for k, (dy, dx) in enumerate(GRID_SHIFTS[: cfg.shifts]):
+
+        def report(done: int, total: int, k: int = k) -> None:
+            if progress is not None:
+                progress(k * total + done, cfg.shifts * total)
+
+        run = sample_image(
+            np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
+            np.pad(known, ((dy, 0), (dx, 0))),
+            score=score,
+            encoding=encoding,
+            sde=sde,
+            steps_used=steps_used,
+            cfg=cfg,
+            seed=seed,
+            device=device,
+            progress=report,
+        )
+        runs.append(np.clip(run[dy:, dx:], 0.0, 1.0))
+    return np.where(known[..., None], observed, np.mean(runs, axis=0))
+
+
+def sample_image(
+    observed: np.ndarray,
+    known: np.ndarray,
+    *,
+    score: Callable[[Tensor, float], Tensor],
+    encoding: Encoding,
+    sde: VESDE,
+    steps_used: Sequence[Step],
+    cfg: SamplerConfig,
+    seed: int,
+    device: str,
+    progress: Callable[[int, int], None],
+) -> np.ndarray:
+    """Algorithm 1 on every patch of one grid over ``observed``, batched, stitched (float64 HxWx3)."""
     height, width = known.shape
     grid = make_grid(height, width, cfg.tiling)
     image = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1)
-    mask = torch.from_numpy(known)
+    mask = torch.from_numpy(np.ascontiguousarray(known))
     y_all, known_all = grid.cut(image), grid.cut(mask[None])
     generators = patch_generators(seed, grid.count)
     chunks = range(0, grid.count, cfg.patch_batch)
@@ -101,8 +141,7 @@ def inpaint_image(
         part = slice(start, start + cfg.patch_batch)
 
         def callback(done: int, _total: int, c: int = c) -> None:
-            if progress is not None:
-                progress(c * cfg.steps + done, total)
+            progress(c * cfg.steps + done, total)
 
         x = sample_patches(
             score,
@@ -116,5 +155,4 @@ def inpaint_image(
             callback,
         )
         out.append(x.cpu())
-    result = grid.stitch(torch.cat(out)).permute(1, 2, 0).numpy().astype(np.float64)
-    return np.where(known[..., None], observed, np.clip(result, 0.0, 1.0))
+    return grid.stitch(torch.cat(out)).permute(1, 2, 0).numpy().astype(np.float64)

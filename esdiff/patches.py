@@ -19,6 +19,8 @@ PATCH = 64
 PAD = 32
 MARGIN = 4
 STRIDE = PATCH - 2 * MARGIN + 1  # 57
+GRID_SHIFTS = ((0, 0), (STRIDE // 2, STRIDE // 2), (STRIDE // 2, 0), (0, STRIDE // 2))
+"""Offsets (rows, columns) of the image on its canvas for ``SamplerConfig.shifts`` = 1, 2, 3, 4 grids."""
 
 
 def _overlap_starts(length: int) -> tuple[int, ...]:

@@ -33,6 +33,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         },
         "tile": {"config": cfg(tiling="tile")},
         "state-mpt": {"config": cfg(state="mpt")},
+        "shifts-2": {"config": cfg(shifts=2)},
     }
 
 

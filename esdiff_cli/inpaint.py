@@ -190,6 +190,12 @@ def command(
         str | None,
         typer.Option(help="Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels)."),
     ] = None,
+    shifts: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=4, help="Average 1-4 runs on patch grids offset by half a window (N x time)."
+        ),
+    ] = None,
     mu: Annotated[float | None, typer.Option(min=0.0, help="ADMM penalty of the low-rank step.")] = None,
     rank: Annotated[
         int | None, typer.Option(min=1, max=191, help="Fixed Hankel rank (default adaptive).")
@@ -216,6 +222,7 @@ def command(
             "fusion": fusion,
             "tiling": tiling,
             "state": state,
+            "shifts": shifts,
         }
         low_rank = {"mu": mu, "rank": rank, "lmafit_tol": lmafit_tol, "lmafit_max_iter": lmafit_max_iter}
         given = [

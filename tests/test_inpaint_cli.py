@@ -171,3 +171,15 @@ def test_sampler_options_reach_the_sampler(tmp_path: Path, tiny_model: Path) -> 
     lines = [line for line in bad.stderr.decode().splitlines() if line.strip()]
     assert bad.returncode != 0 and len(lines) == 1 and "--state" in lines[0], bad.stderr.decode()
     assert not (tmp_path / "bad.png").exists()
+    many = esdiff(
+        "inpaint", str(src), "--mask", "random:0.5", "--shifts", "2", "-o", "two.png", *model, cwd=tmp_path
+    )
+    assert many.returncode == 0, many.stderr.decode()
+    two = read_image(tmp_path / "two.png").pixels
+    assert not np.array_equal(two, read_image(tmp_path / "plain.png").pixels)
+    wrong = esdiff(
+        "inpaint", str(src), "--mask", "random:0.5", "--shifts", "5", "-o", "wrong.png", *model, cwd=tmp_path
+    )
+    lines = [line for line in wrong.stderr.decode().splitlines() if line.strip()]
+    assert wrong.returncode != 0 and len(lines) == 1 and "--shifts" in lines[0], wrong.stderr.decode()
+    assert not (tmp_path / "wrong.png").exists()

@@ -108,3 +108,40 @@ def test_inpaint_image_end_to_end(tmp_path: Path, astronaut: np.ndarray) -> None
     out = inpaint_image(observed, known, **kwargs)
     assert out.shape == image.shape and np.array_equal(out[known], image[known])
     assert np.array_equal(out, inpaint_image(observed, known, **kwargs))
+
+
+def test_shifts_average_runs_on_offset_grids(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """``shifts=2`` is exactly the mean of the plain run and a run on the image offset by (28, 28)."""
+    from esdiff.checkpoints import save_checkpoint
+    from esdiff.config import NETWORK_PRESETS, ModelConfig
+    from esdiff.errors import EsdiffError
+    from esdiff.inpaint import inpaint_image
+    from esdiff.nn import build_score_model
+    from esdiff.patches import GRID_SHIFTS
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(network=NETWORK_PRESETS["tiny"])
+    path = save_checkpoint(
+        tmp_path / "m.safetensors",
+        ema=build_score_model(cfg.network).state_dict(),
+        keep=virtual_mask(2.81),
+        model_config=cfg,
+    )
+    image = astronaut[:70, :90]
+    known = np.random.default_rng(2).random((70, 90)) > 0.6
+    observed = np.where(known[..., None], image, 0.0)
+    kwargs = dict(model=path, steps=2, seed=3)
+    one = inpaint_image(observed, known, config=CHEAP, **kwargs)
+    two = inpaint_image(observed, known, config=replace(CHEAP, shifts=2), **kwargs)
+    dy, dx = GRID_SHIFTS[1]
+    moved = inpaint_image(
+        np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
+        np.pad(known, ((dy, 0), (dx, 0))),
+        config=CHEAP,
+        **kwargs,
+    )[dy:, dx:]
+    assert np.array_equal(two[known], image[known])
+    assert not np.allclose(one, moved)  # the offset grid is a different estimate
+    np.testing.assert_allclose(two, np.where(known[..., None], image, (one + moved) / 2), atol=1e-6)
+    with pytest.raises(EsdiffError, match="shifts"):
+        inpaint_image(observed, known, config=replace(CHEAP, shifts=5), **kwargs)
