@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--masks", default="random:0.9,random:0.8,random:0.7,text1,text2,block:4:0.8")
     parser.add_argument("--methods", default="esdiff,aloha,biharmonic")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: built-in)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
         "--shard", default="0/1", help="K/N: run only jobs K, K+N, ... (parallel workers on one --work)"
     )
@@ -52,7 +52,12 @@ def main() -> None:
         labels = args.methods.split(",")
         settings = {"esdiff": {"model": args.model}}
         jobs = [Job(im, s, m) for im in images for s in specs for m in labels]
-    k, n = (int(x) for x in args.shard.split("/"))
+    try:
+        k, n = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        parser.error(f"--shard must be K/N (got {args.shard!r})")
+    if not 0 <= k < n:
+        parser.error(f"--shard K/N needs 0 <= K < N (got {args.shard!r})")
     if n > 1:
         jobs = jobs[k::n]
     options = EvalOptions(device=args.device, settings=settings)
