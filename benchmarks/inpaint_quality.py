@@ -22,6 +22,17 @@ from esdiff.benchmarks import load_benchmark, parse_masks
 from esdiff.evaluation import EvalOptions, Job, markdown_table, run_job, summarize, versions
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``K/N`` with ``0 <= K < N``, checked before any image is read."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be K/N (got {text!r})") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"K/N needs 0 <= K < N (got {text!r})")
+    return k, n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -33,7 +44,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: built-in)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
-        "--shard", default="0/1", help="K/N: run only jobs K, K+N, ... (parallel workers on one --work)"
+        "--shard",
+        type=shard,
+        default=(0, 1),
+        help="K/N: run only jobs K, K+N, ... (parallel workers on one --work)",
     )
     parser.add_argument("--steps-curve", default="", help="comma-separated step counts for esdiff")
     parser.add_argument(
@@ -52,12 +66,7 @@ def main() -> None:
         labels = args.methods.split(",")
         settings = {"esdiff": {"model": args.model}}
         jobs = [Job(im, s, m) for im in images for s in specs for m in labels]
-    try:
-        k, n = (int(x) for x in args.shard.split("/"))
-    except ValueError:
-        parser.error(f"--shard must be K/N (got {args.shard!r})")
-    if not 0 <= k < n:
-        parser.error(f"--shard K/N needs 0 <= K < N (got {args.shard!r})")
+    k, n = args.shard
     if n > 1:
         jobs = jobs[k::n]
     options = EvalOptions(device=args.device, settings=settings)

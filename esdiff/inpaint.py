@@ -79,9 +79,11 @@ def inpaint_image(
 ) -> np.ndarray:
     """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False); with
     ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids."""
-    net, keep, sde = load(str(model) if model else None, device)
     cfg = config or default_sampler_config()
     cfg = replace(cfg, steps=steps or cfg.steps, patch_batch=patch_batch)
+    if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
+        raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
+    net, keep, sde = load(str(model) if model else None, device)
     steps_used = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
@@ -89,8 +91,6 @@ def inpaint_image(
     def score(psi: Tensor, sigma: float) -> Tensor:
         return net(psi, torch.full((psi.shape[0],), sigma, device=psi.device))
 
-    if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
-        raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
     runs = []
     for k, (dy, dx) in enumerate(GRID_SHIFTS[: cfg.shifts]):
 
