@@ -18,6 +18,9 @@ FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
+Parametrisation = Literal["score-sde", "edm"]
+NoiseDistribution = Literal["log-uniform", "log-normal"]
+NoiseSpace = Literal["channels", "rgb"]
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,43 @@ NETWORK_PRESETS: dict[str, NetworkConfig] = {
 
 
 @dataclass(frozen=True)
+class PrecondConfig:
+    """How the network's output becomes a denoised estimate ``D(x, sigma)`` (see ``esdiff.prior``).
+
+    ``score-sde`` (SPEC 2): the network sees ``2 x - 1`` and ``log sigma`` and its output divided by sigma is
+    the score, so ``D = x + sigma^2 s``. ``edm`` (Karras et al. 2022): ``D = c_skip x + c_out F(c_in x,
+    ln(sigma) / 4)`` around the data mean 0.5, with ``sigma_data`` the data's standard deviation; the skip
+    carries the input at low noise, so the network learns a bounded residual at every level. A config
+    without this field (every checkpoint before it) is ``score-sde``.
+    """
+
+    kind: Parametrisation = "score-sde"
+    sigma_data: float = 0.25
+    """Standard deviation of the [0, 1] training pixels (EDM's 0.5 on [-1, 1] data)."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and data settings of `esdiff train` (SPEC 2)."""
+    """Optimisation and data settings of `esdiff train` (SPEC 2); the defaults are SPEC 2's recipe, which
+    is what a checkpoint written before the recipe fields existed means (``RECIPES`` names the others)."""
 
     steps: int = 3000
     crops_per_image: int = 1
     flips: bool = False
+    rotations: bool = False
+    """Random 90-degree rotations of the crops (with ``flips``: the eight symmetries of the square)."""
+    noise: NoiseDistribution = "log-uniform"
+    """Training noise levels: ``log-uniform`` over ``[sigma_lo, sigma_hi]`` (SPEC 2: ``t ~ U(eps, 1)`` on the
+    SDE's range) or ``log-normal``: ``ln sigma ~ N(p_mean, p_std^2)`` (EDM)."""
+    sigma_lo: float | None = None
+    """Lower end of the log-uniform band; None: the SDE's ``t ~ U(eps, 1)``, exactly as SPEC 2."""
+    sigma_hi: float | None = None
+    p_mean: float = -1.9
+    p_std: float = 1.2
+    noise_space: NoiseSpace = "channels"
+    """Where the training noise is drawn: ``channels``, independently in all 12 network channels (SPEC 2),
+    or ``rgb``: in the RGB crop before MPT, so the four slots share it, as they do when the sampler or
+    ``esdiff.prior.denoise`` encodes a noisy RGB image."""
     redraw_mask: bool = False
     lr: float = 2e-4
     beta1: float = 0.9
@@ -88,7 +122,26 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_rate: float = 0.999
     checkpoint_every: int = 100
+    val_every: int = 250
+    """Steps between validations (with `esdiff train --val`)."""
     seed: int = 0
+
+
+RECIPES: dict[str, tuple[PrecondConfig, dict[str, Any]]] = {
+    "score-sde": (PrecondConfig(), {}),
+    "edm": (PrecondConfig(kind="edm"), {"noise": "log-normal"}),
+    "edm-rgb": (PrecondConfig(kind="edm"), {"noise": "log-normal", "noise_space": "rgb", "flips": True}),
+    "edm-band": (
+        PrecondConfig(kind="edm"),
+        {"noise": "log-uniform", "sigma_lo": 0.005, "sigma_hi": 2.0, "noise_space": "rgb"},
+    ),
+}
+"""Training recipes by name: the parametrisation and the TrainConfig fields each sets (`esdiff train
+--recipe`). ``score-sde`` is SPEC 2's; ``edm`` is EDM's preconditioning and log-normal levels with SPEC's
+per-channel noise; ``edm-rgb`` draws the noise in RGB before MPT, as the sampler sees it; ``edm-band``
+spends training on a log-uniform band over the levels the sampler visits."""
+DEFAULT_RECIPE = "edm-rgb"
+"""The recipe `esdiff train` uses unless told otherwise: the best of the measured comparison (README)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +202,7 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     mpt: MPTConfig = field(default_factory=MPTConfig)
     sde: SDEConfig = field(default_factory=SDEConfig)
+    precond: PrecondConfig = field(default_factory=PrecondConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def load_training_images(folder: str | os.PathLike[str], patch: int = 64) -> lis
 
 
 class CropSampler:
-    """Random ``size x size`` crops: ``crops_per_image`` from every image per draw, optional h-flips.
+    """Random ``size x size`` crops: ``crops_per_image`` from every image per draw, optional h-flips and
+    90-degree rotations.
 
     Images are kept as CPU float32 tensors ``[3, H, W]``. All randomness comes from the generator passed
     to :meth:`sample`, in a fixed order, so a saved generator state replays the same crops.
@@ -59,6 +60,7 @@ class CropSampler:
         size: int = 64,
         crops_per_image: int = 1,
         flips: bool = False,
+        rotations: bool = False,
     ) -> None:
         if not images:
             raise EsdiffError("no training images")
@@ -71,6 +73,7 @@ class CropSampler:
         self.size = size
         self.crops_per_image = crops_per_image
         self.flips = flips
+        self.rotations = rotations
 
     @property
     def batch_size(self) -> int:
@@ -87,6 +90,8 @@ class CropSampler:
                 crop = img[:, top : top + self.size, left : left + self.size]
                 if self.flips and bool(torch.rand((), generator=generator) < 0.5):
                     crop = crop.flip(-1)
+                if self.rotations:
+                    crop = crop.rot90(int(torch.randint(0, 4, (1,), generator=generator)), dims=(1, 2))
                 crops.append(crop)
         return torch.stack(crops)
 

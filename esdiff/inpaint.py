@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,14 +12,10 @@ from torch import Tensor
 
 from esdiff.config import FAST_LMAFIT, SamplerConfig
 from esdiff.errors import EsdiffError
-from esdiff.nn import ScoreModel
 from esdiff.patches import GRID_SHIFTS, make_grid
+from esdiff.prior import load
 from esdiff.sampler import STEP_LISTS, Encoding, Step, sample_patches
 from esdiff.sde import VESDE
-
-BUILTIN_MODEL = Path(__file__).parent / "weights" / "builtin.safetensors"
-NCSNPP_MODEL = Path(__file__).parent / "weights" / "ncsnpp.safetensors"
-"""The 3-channel model (`esdiff train --no-mpt`) of the paper's NCSN++ baseline, made like BUILTIN_MODEL."""
 
 
 def default_sampler_config() -> SamplerConfig:
@@ -47,18 +42,6 @@ def ncsnpp_sampler_config() -> SamplerConfig:
     return replace(default_sampler_config(), start="noise", t_start=1.0, steps=50)
 
 
-@functools.lru_cache(maxsize=2)
-def load(path: str | None, device: str) -> tuple[ScoreModel, Tensor | None, VESDE]:
-    """The model at ``path`` (None: the built-in one), its keep-mask (None without MPT) and SDE."""
-    from esdiff.checkpoints import load_model
-
-    file = Path(path) if path else BUILTIN_MODEL
-    if file in (BUILTIN_MODEL, NCSNPP_MODEL) and not file.exists():
-        raise EsdiffError(f"the shipped model {file.name} is not installed ({file}); pass a checkpoint")
-    model, keep, cfg = load_model(file, device)
-    return model, (keep.bool() if cfg.mpt.enabled else None), VESDE.from_config(cfg.sde)
-
-
 def patch_generators(seed: int, count: int) -> list[torch.Generator]:
     """One generator per patch, seeded from the image seed and the patch index."""
     return [torch.Generator().manual_seed(seed * 1_000_003 + k) for k in range(count)]
@@ -83,13 +66,13 @@ def inpaint_image(
     cfg = replace(cfg, steps=steps or cfg.steps, patch_batch=patch_batch)
     if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
         raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
-    net, keep, sde = load(str(model) if model else None, device)
+    prior, keep, sde = load(str(model) if model else None, device)
     steps_used = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
     @torch.inference_mode()
     def score(psi: Tensor, sigma: float) -> Tensor:
-        return net(psi, torch.full((psi.shape[0],), sigma, device=psi.device))
+        return prior.score(psi, sigma)
 
     runs = []
     for k, (dy, dx) in enumerate(GRID_SHIFTS[: cfg.shifts]):

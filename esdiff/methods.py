@@ -29,7 +29,7 @@ class MethodOptions:
 
 def default_model(name: str) -> Path | None:
     """The shipped checkpoint a sampler method uses when no model is given (None: not a sampler)."""
-    from esdiff.inpaint import BUILTIN_MODEL, NCSNPP_MODEL
+    from esdiff.prior import BUILTIN_MODEL, NCSNPP_MODEL
 
     return {"esdiff": BUILTIN_MODEL, "ncsnpp": NCSNPP_MODEL}.get(name)
 

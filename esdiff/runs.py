@@ -25,7 +25,7 @@ from esdiff.io import atomic_write_bytes
 
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
-RESUMABLE_FIELDS = ("steps", "checkpoint_every")
+RESUMABLE_FIELDS = ("steps", "checkpoint_every", "val_every")
 """TrainConfig fields that ``--resume`` may change; every other setting must match the saved run."""
 
 
@@ -99,6 +99,7 @@ class MetricsLog:
     """
 
     def __init__(self, path: Path, start: int) -> None:
+        self.path = path
         kept: list[str] = []
         if path.exists():
             for line in path.read_text().splitlines():

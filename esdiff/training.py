@@ -9,6 +9,7 @@ uninterrupted one would have drawn. Weight initialisation uses the global RNG in
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 import warnings
@@ -32,6 +33,8 @@ from esdiff.config import ModelConfig, MPTConfig, TrainConfig, to_dict
 from esdiff.data import CropSampler
 from esdiff.errors import EsdiffError
 from esdiff.nn import ScoreModel, build_score_model
+from esdiff.plots import write_curves
+from esdiff.prior import Prior, edm_loss_weight
 from esdiff.runs import (
     METRICS_NAME,
     MetricsLog,
@@ -42,11 +45,20 @@ from esdiff.runs import (
     resume_conflicts,
     write_run_config,
 )
+from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
 from esdiff.transforms import mpt, virtual_mask
+from esdiff.validation import ValidationSet
 
 Callback = Callable[..., None]
-"""``callback(step, total, loss=..., patches_per_s=...)``, called after every step (rank 0 only)."""
+"""``callback(step, total, loss=..., patches_per_s=..., [val={sigma: psnr}])``, called after every step
+(rank 0 only); ``val`` is the latest validation once there is one."""
+CURVES_NAME = "curves.png"
+"""File name of the training-curve picture inside a run folder."""
+
+
+class DivergedError(EsdiffError):
+    """Training produced a non-finite loss; the last checkpoint on disk is the last finite one."""
 
 
 @dataclass(frozen=True)
@@ -59,19 +71,52 @@ class TrainResult:
     interrupted: bool
 
 
-def dsm_loss(
-    model: nn.Module, x0: Tensor, sde: VESDE, generator: torch.Generator, bf16: bool = False
+def draw_sigma(batch: int, cfg: TrainConfig, sde: VESDE, generator: torch.Generator) -> Tensor:
+    """Training noise levels ``[batch]`` (on the generator's device) by ``cfg.noise``: SPEC 2's
+    ``sigma(t), t ~ U(eps, 1)``, a log-uniform band ``[sigma_lo, sigma_hi]``, or EDM's log-normal."""
+    device = generator.device
+    if cfg.noise == "log-normal":
+        return (cfg.p_mean + cfg.p_std * torch.randn(batch, generator=generator, device=device)).exp()
+    if cfg.sigma_lo is None or cfg.sigma_hi is None:
+        return sde.sigma(sde.sample_time(batch, generator))
+    lo, hi = math.log(cfg.sigma_lo), math.log(cfg.sigma_hi)
+    return (lo + (hi - lo) * torch.rand(batch, generator=generator, device=device)).exp()
+
+
+def training_loss(
+    prior: nn.Module,
+    crops: Tensor,
+    keep: Tensor,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    sde: VESDE,
+    generator: torch.Generator,
+    bf16: bool = False,
 ) -> Tensor:
-    """Continuous DSM: ``t ~ U(eps, 1)``, ``x_t = x0 + sigma z``, batch mean of ``0.5 |sigma s + z|^2``."""
-    t = sde.sample_time(x0.shape[0], generator).to(x0.device)
-    z = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
-    if x0.dim() == 4 and not x0.is_contiguous():  # channels-last input
+    """Denoising loss on a batch of RGB crops ``[B, 3, 64, 64]`` (on the training device).
+
+    ``x_t = x0 + sigma z`` in the network's space, ``z`` drawn per channel or in RGB then encoded
+    (``cfg.noise_space``). ``score-sde``: SPEC 2's DSM, batch mean of ``0.5 |sigma s + z|^2`` with
+    ``s = (D - x_t) / sigma^2``; ``edm``: batch mean of ``lambda(sigma) mean |D - x0|^2``.
+    ``prior`` is a :class:`esdiff.prior.Prior` (or DDP around one): its forward is ``D``.
+    """
+    x0 = encode(crops, keep, model_cfg.mpt)
+    sigma = draw_sigma(x0.shape[0], cfg, sde, generator).to(x0.device)
+    shape = crops.shape if cfg.noise_space == "rgb" else x0.shape
+    z = torch.randn(shape, generator=generator, device=generator.device).to(x0.device)
+    if cfg.noise_space == "rgb":
+        z = encode(z, keep, model_cfg.mpt)  # MPT is a permutation: the four slots share the noise
+    if not x0.is_contiguous():  # channels-last input
         z = z.contiguous(memory_format=torch.channels_last)
-    x_t, sigma = sde.perturb(x0, t, z)
+    s = sigma.reshape(-1, 1, 1, 1)
+    x_t = x0 + s * z
     with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=bf16):
-        score = model(x_t, sigma)
-    residual = sigma.reshape(-1, *([1] * (x0.dim() - 1))) * score.float() + z
-    return 0.5 * residual.pow(2).flatten(1).sum(dim=1).mean()
+        denoised = prior(x_t, sigma).float()
+    if model_cfg.precond.kind == "score-sde":
+        residual = (denoised - x_t) / s + z
+        return 0.5 * residual.pow(2).flatten(1).sum(dim=1).mean()
+    weight = edm_loss_weight(sigma, model_cfg.precond.sigma_data)
+    return (weight * (denoised - x0).pow(2).flatten(1).mean(dim=1)).mean()
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -95,24 +140,32 @@ def encode(crops: Tensor, keep: Tensor, cfg: MPTConfig) -> Tensor:
 
 
 def train_step(
-    model: nn.Module,
+    prior: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x0: Tensor,
+    crops: Tensor,
+    keep: Tensor,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
     sde: VESDE,
     generator: torch.Generator,
     lr: float,
-    grad_clip: float,
     bf16: bool = False,
 ) -> tuple[float, float]:
-    """One optimiser step on a batch of encoded patches; returns ``(loss, gradient norm before clipping)``."""
+    """One optimiser step on a batch of RGB crops; returns ``(loss, gradient norm before clipping)``.
+
+    A loss that is not finite raises :class:`DivergedError` before any weight changes."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    loss = dsm_loss(model, x0, sde, generator, bf16)
+    loss = training_loss(prior, crops, keep, model_cfg, cfg, sde, generator, bf16)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise DivergedError(f"the loss became {value}")
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    norm = nn.utils.clip_grad_norm_(prior.parameters(), clip)
     optimizer.step()
-    return float(loss.detach()), float(norm)
+    return value, float(norm)
 
 
 def new_model(cfg: ModelConfig, seed: int) -> ScoreModel:
@@ -132,12 +185,17 @@ def train(
     resume: bool = False,
     bf16: bool = False,
     channels_last: bool = False,
+    val_images: Sequence[np.ndarray] | None = None,
 ) -> TrainResult:
     """Train, or with ``resume`` continue, up to ``train_config.steps`` steps; return where it stopped.
 
-    Writes ``run_dir/config.json``, ``metrics.jsonl`` and ``checkpoint.safetensors`` (every
-    ``checkpoint_every`` steps and at the end). A first SIGINT/SIGTERM finishes the current step, writes a
-    checkpoint and returns ``interrupted=True``; a second abandons the step (the last checkpoint stays).
+    Writes ``run_dir/config.json``, ``metrics.jsonl``, ``checkpoint.safetensors`` (every
+    ``checkpoint_every`` steps and at the end) and ``curves.png`` (when the call ends, however it ends).
+    With ``val_images``, every ``val_every`` steps the EMA prior's denoising PSNR on fixed crops of them
+    goes into the metrics (``val_psnr``) and the callback (``val``). A first SIGINT/SIGTERM finishes the
+    current step, writes a checkpoint and returns ``interrupted=True``; a second abandons the step (the
+    last checkpoint stays). A non-finite loss stops the run with an EsdiffError before anything is saved
+    over the last (finite) checkpoint.
     """
     if model_config.network.channels != model_config.mpt.channels:
         raise EsdiffError(
@@ -151,17 +209,20 @@ def train(
         run_dir = prepare_run_dir(run_dir, resume) if group.rank == 0 else Path(run_dir)
         group.barrier()
         sde = VESDE.from_config(model_cfg.sde)
-        sampler = CropSampler(images, model_cfg.mpt.size, cfg.crops_per_image, cfg.flips)
+        sampler = CropSampler(images, model_cfg.mpt.size, cfg.crops_per_image, cfg.flips, cfg.rotations)
         generator = torch.Generator().manual_seed(cfg.seed + group.rank)
         raw, ema, optimizer, keep, start = _initial_state(model_cfg, cfg, run_dir, resume, generator, group)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         raw.to(device, memory_format=fmt)
         ema.to(device, memory_format=fmt).requires_grad_(False)
         _move_optimizer_state(optimizer, device)
-        model: nn.Module = raw
+        prior = Prior(raw, model_cfg.precond)
+        model: nn.Module = prior
         if group.world > 1:
             ids = [device] if device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
+            model = nn.parallel.DistributedDataParallel(prior, device_ids=ids)
+        validation = ValidationSet.from_images(val_images) if val_images and group.rank == 0 else None
+        ema_prior = Prior(ema, model_cfg.precond)
         log = MetricsLog(run_dir / METRICS_NAME, start) if group.rank == 0 else None
         if group.rank == 0:
             clean_temp_files(run_dir)
@@ -194,6 +255,7 @@ def train(
             group.barrier()
 
         loss: float | None = None
+        saved_step, val = start, None
         step, began, patches = start, time.perf_counter(), sampler.batch_size * group.world
         with StopSignals() as stop:
             for step in range(start + 1, cfg.steps + 1):
@@ -203,28 +265,48 @@ def train(
                 if cfg.redraw_mask:
                     z = torch.randn(keep.shape, generator=generator, dtype=torch.float64)
                     step_keep = z < model_cfg.mpt.ratio
-                x0 = encode(crops, step_keep, model_cfg.mpt).to(device).contiguous(memory_format=fmt)
                 lr = learning_rate(step - 1, cfg)
-                loss, norm = train_step(model, optimizer, x0, sde, generator, lr, cfg.grad_clip, bf16)
+                try:
+                    loss, norm = train_step(
+                        model,
+                        optimizer,
+                        crops.to(device).contiguous(memory_format=fmt),
+                        step_keep,
+                        model_cfg,
+                        cfg,
+                        sde,
+                        generator,
+                        lr,
+                        bf16,
+                    )
+                except DivergedError as exc:
+                    raise DivergedError(
+                        f"training diverged at step {step}: {exc}; kept the last finite checkpoint "
+                        f"(step {saved_step}) in {run_dir / CHECKPOINT_NAME}; try a lower --lr"
+                    ) from None
                 ema_update(ema, raw, step, cfg.ema_rate)
                 loss, stopping = group.mean_and_any(loss, stop.requested, device)
                 now = time.perf_counter()
+                record = {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "seconds": now - tick}
+                if validation is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                    val = validation.psnr(ema_prior, _encoding(keep, model_cfg))
+                    record["val_psnr"] = {str(k): v for k, v in val.items()}
                 if log is not None:
-                    log.write(
-                        {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "seconds": now - tick}
-                    )
+                    log.write(record)
                 if callback is not None and group.rank == 0:
-                    callback(
-                        step, cfg.steps, loss=loss, patches_per_s=patches * (step - start) / (now - began)
-                    )
+                    extra = {"val": val} if val is not None else {}
+                    rate = patches * (step - start) / (now - began)
+                    callback(step, cfg.steps, loss=loss, patches_per_s=rate, **extra)
                 if stopping or step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     save(step)
+                    saved_step = step
                 if stopping:
                     break
         return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, step, loss, interrupted=step < cfg.steps)
     finally:
         if log is not None:
             log.close()
+            write_curves(log.path, log.path.parent / CURVES_NAME)
         group.close()
 
 
@@ -262,6 +344,10 @@ def _initial_state(
         )
         generator.manual_seed(cfg.seed + 1009 * info.step + group.rank)
     return raw, ema, optimizer, state.keep, info.step
+
+
+def _encoding(keep: Tensor, cfg: ModelConfig) -> Encoding:
+    return Encoding(keep.bool() if cfg.mpt.enabled else None)
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

@@ -246,7 +246,7 @@ def command(
             "overwrite": overwrite,
         }
         if method == Method.esdiff:  # a bad checkpoint fails before any image is touched
-            from esdiff.inpaint import load
+            from esdiff.prior import load
 
             load(str(model) if model else None, args["device"])
         summaries, failures = [], 0

@@ -15,9 +15,16 @@ import typer
 from esdiff.errors import EsdiffError
 from esdiff_cli.common import Device, cli_errors, fail, info, make_progress, progress_callback, resolve_device
 
+DEFAULT_RECIPE_NAME = "edm-rgb"
+"""esdiff.config.DEFAULT_RECIPE, repeated for --help without importing torch (a test checks they agree)."""
+
 if TYPE_CHECKING:
     from esdiff.checkpoints import CheckpointInfo
     from esdiff.config import ModelConfig, TrainConfig
+
+
+Recipe = enum.Enum("Recipe", {name: name for name in ("score-sde", "edm", "edm-rgb", "edm-band")}, type=str)
+"""The names of ``esdiff.config.RECIPES`` (checked against it by a test; kept here so --help stays fast)."""
 
 
 class Preset(str, enum.Enum):
@@ -63,6 +70,25 @@ def command(
         int | None, typer.Option(min=1, help="Random 64x64 crops per image per step.", show_default="1")
     ] = None,
     flips: Annotated[bool, typer.Option("--flips", help="Random horizontal flips of the crops.")] = False,
+    rotations: Annotated[
+        bool, typer.Option("--rotations", help="Random 90-degree rotations of the crops.")
+    ] = False,
+    recipe: Annotated[
+        Recipe | None,
+        typer.Option(
+            help="Training recipe: parametrisation and noise levels (score-sde is SPEC 2's; see README).",
+            show_default=DEFAULT_RECIPE_NAME,
+        ),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of held-out images: log the denoising PSNR at sigma 10/25/50 on fixed crops.",
+        ),
+    ] = None,
+    val_every: Annotated[
+        int | None, typer.Option(min=1, help="Steps between validations.", show_default="250")
+    ] = None,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Write a checkpoint every K steps.", show_default="100")
     ] = None,
@@ -90,6 +116,9 @@ def command(
         "no_mpt": no_mpt or None,
         "crops_per_image": crops_per_image,
         "flips": flips or None,
+        "rotations": rotations or None,
+        "recipe": recipe.value if recipe else None,
+        "val_every": val_every,
         "checkpoint_every": checkpoint_every,
         "lr": lr,
         "warmup": warmup,
@@ -101,6 +130,7 @@ def command(
         from esdiff.data import load_training_images
 
         images = load_training_images(data)
+        val_images = load_training_images(val) if val is not None else None
         saved = None
         if resume:
             if not (out / CHECKPOINT_NAME).is_file():
@@ -117,11 +147,14 @@ def command(
         progress = make_progress(quiet or rank != 0)
         bar: list[Callable[..., None]] = []
 
-        def callback(step: int, total: int, loss: float, patches_per_s: float) -> None:
+        def callback(
+            step: int, total: int, loss: float, patches_per_s: float, val: dict[int, float] | None = None
+        ) -> None:
             if not bar:  # the bar appears once training runs, not before a setup error
                 progress.start()
                 bar.append(progress_callback(progress, "train", total))
-            bar[0](step, total, loss=loss, **{"patches/s": patches_per_s})
+            shown = {f"val{k}": f"{v:.2f}" for k, v in (val or {}).items()}
+            bar[0](step, total, loss=loss, **{"patches/s": patches_per_s}, **shown)
 
         try:
             result = train(
@@ -134,6 +167,7 @@ def command(
                 resume=resume,
                 bf16=bf16,
                 channels_last=channels_last,
+                val_images=val_images,
             )
         finally:
             progress.stop()
@@ -160,7 +194,7 @@ def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tupl
     options may not contradict (except ``steps`` and ``checkpoint_every``)."""
     import dataclasses
 
-    from esdiff.config import NETWORK_PRESETS, ModelConfig, MPTConfig, TrainConfig
+    from esdiff.config import DEFAULT_RECIPE, NETWORK_PRESETS, RECIPES, ModelConfig, MPTConfig, TrainConfig
     from esdiff.runs import RESUMABLE_FIELDS, resume_conflicts
 
     train_fields = {
@@ -169,18 +203,29 @@ def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tupl
         "redraw_mask",
         "crops_per_image",
         "flips",
+        "rotations",
         "checkpoint_every",
+        "val_every",
         "lr",
         "warmup",
     }
     train_kw = {k: v for k, v in given.items() if k in train_fields}
+    precond, recipe_kw = RECIPES[given.get("recipe", DEFAULT_RECIPE)]
     if saved is None and "warmup" not in train_kw:
         train_kw["warmup"] = default_warmup(train_kw.get("steps", 3000))
     if saved is None:
         channels = 3 if given.get("no_mpt") else 12
         network = dataclasses.replace(NETWORK_PRESETS[given.get("preset", "base")], channels=channels)
         mpt = MPTConfig(ratio=given.get("ratio", 2.81), seed=given.get("seed", 0), enabled=channels == 12)
-        return ModelConfig(network=network, mpt=mpt), TrainConfig(**train_kw)
+        model = ModelConfig(network=network, mpt=mpt, precond=precond)
+        return model, TrainConfig(**{**recipe_kw, **train_kw})
+    if "recipe" in given:
+        train_kw = {**recipe_kw, **train_kw}
+        if precond != saved.model_config.precond:
+            raise EsdiffError(
+                f"--resume: --recipe {given['recipe']} conflicts with the saved run's parametrisation "
+                f"({saved.model_config.precond.kind}); drop --recipe or train into a new folder"
+            )
 
     old_model, old_train = saved.model_config, saved.train_config or TrainConfig()
     if "preset" in given:

@@ -11,9 +11,9 @@ import torch
 
 from esdiff.checkpoints import load_model, save_checkpoint
 from esdiff.config import NETWORK_PRESETS, ModelConfig, MPTConfig
-from esdiff.inpaint import BUILTIN_MODEL, NCSNPP_MODEL
 from esdiff.methods import MethodOptions, default_model, run_method
 from esdiff.nn import build_score_model
+from esdiff.prior import BUILTIN_MODEL, NCSNPP_MODEL
 from esdiff.transforms import virtual_mask
 
 

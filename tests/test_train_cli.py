@@ -105,7 +105,7 @@ def test_train_resume_and_conflicts(folder: Path, tmp_path: Path) -> None:
     result = train(folder, "-o", run, "--preset", "tiny", "--steps", "2", "--checkpoint-every", "1", "-q")
     assert result.exit_code == 0, result.stderr
     assert read_info(run / "checkpoint.safetensors").step == 2 and metric_steps(run) == [1, 2]
-    assert {p.name for p in run.iterdir()} == {"checkpoint.safetensors", "config.json", "metrics.jsonl"}
+    assert {p.name for p in run.iterdir()} == {"checkpoint.safetensors", "config.json", "metrics.jsonl", "curves.png"}
 
     result = train(folder, "-o", run, "--resume", "--steps", "3", "-q")  # the rest comes from the run
     assert result.exit_code == 0, result.stderr
@@ -277,3 +277,47 @@ def test_default_warmup_is_the_papers_but_never_longer_than_a_tenth_of_the_run()
     from esdiff_cli.train import default_warmup
 
     assert default_warmup(300) == 30 and default_warmup(100_000) == 5000 and default_warmup(3) == 1
+
+
+def test_recipe_names_and_default_agree_with_the_library() -> None:
+    from esdiff.config import DEFAULT_RECIPE, RECIPES
+    from esdiff_cli.train import DEFAULT_RECIPE_NAME, Recipe
+
+    assert {r.value for r in Recipe} == set(RECIPES)
+    assert DEFAULT_RECIPE_NAME == DEFAULT_RECIPE
+
+
+def test_recipe_sets_the_parametrisation_and_noise(folder: Path, tmp_path: Path) -> None:
+    result = train(folder, "-o", tmp_path / "a", "--preset", "tiny", "--steps", "5", "--dry-run")
+    report = json.loads(result.stdout)
+    assert report["model"]["precond"]["kind"] == "edm"
+    assert report["train"]["noise"] == "log-normal" and report["train"]["noise_space"] == "rgb"
+    result = train(
+        folder, "-o", tmp_path / "b", "--preset", "tiny", "--steps", "5", "--recipe", "score-sde", "--dry-run"
+    )
+    report = json.loads(result.stdout)
+    assert report["model"]["precond"]["kind"] == "score-sde"
+    assert report["train"]["noise"] == "log-uniform" and report["train"]["noise_space"] == "channels"
+
+
+def test_val_folder_logs_psnr_and_writes_the_curves(folder: Path, tmp_path: Path) -> None:
+    result = train(
+        folder,
+        "-o",
+        tmp_path / "run",
+        "--preset",
+        "tiny",
+        "--steps",
+        "4",
+        "--val",
+        folder,
+        "--val-every",
+        "2",
+        "-q",
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "val_psnr" in r] == [2, 4]
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    resumed = train(folder, "-o", tmp_path / "run", "--steps", "5", "--recipe", "score-sde", "--resume", "-q")
+    assert resumed.exit_code != 0 and "--recipe score-sde conflicts" in resumed.stderr

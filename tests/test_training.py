@@ -13,12 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from esdiff.checkpoints import load_model, load_training_state
-from esdiff.config import NETWORK_PRESETS, ModelConfig, MPTConfig, TrainConfig
+from esdiff.config import NETWORK_PRESETS, RECIPES, ModelConfig, MPTConfig, TrainConfig
 from esdiff.data import CropSampler, load_training_images
 from esdiff.errors import EsdiffError
 from esdiff.io import write_image
+from esdiff.prior import Prior, edm_scalings
 from esdiff.sde import VESDE
-from esdiff.training import dsm_loss, ema_update, learning_rate, new_model, train, train_step
+from esdiff.training import ema_update, learning_rate, new_model, train, train_step, training_loss
+from esdiff.transforms import impt, virtual_mask
 
 TINY = ModelConfig(network=NETWORK_PRESETS["tiny"])
 
@@ -49,11 +51,67 @@ class ExactScore(nn.Module):
 
 def test_dsm_loss_is_zero_for_the_exact_score_and_half_dim_for_zero() -> None:
     sde, gen = VESDE(), torch.Generator().manual_seed(0)
-    c = torch.rand(1, 12, 8, 8)
+    c = torch.rand(1, 3, 8, 8)
     x0 = c.expand(64, -1, -1, -1)
-    assert float(dsm_loss(ExactScore(c), x0, sde, gen)) < 1e-6
-    zero = dsm_loss(lambda x, s: torch.zeros_like(x), x0, sde, gen)  # type: ignore[arg-type]
-    assert float(zero) == pytest.approx(0.5 * 12 * 8 * 8, rel=0.05)
+    cfg = ModelConfig(mpt=MPTConfig(enabled=False))
+    keep = torch.ones(8, 8, dtype=torch.bool)
+    exact = Prior(ExactScore(c), cfg.precond)
+    assert float(training_loss(exact, x0, keep, cfg, TrainConfig(), sde, gen)) < 1e-3
+    zero = Prior(lambda x, s: torch.zeros_like(x), cfg.precond)  # type: ignore[arg-type]
+    value = training_loss(zero, x0, keep, cfg, TrainConfig(), sde, gen)
+    assert float(value) == pytest.approx(0.5 * 3 * 8 * 8, rel=0.05)
+
+
+def test_edm_loss_is_zero_for_the_exact_denoiser_and_one_for_the_skip() -> None:
+    """For data on one image c the exact denoiser is c (loss 0); a zero network F leaves D = c_skip x
+    around the mean, whose EDM-weighted error is 1 per element on data of std sigma_data (EDM's unit
+    effective weight), whatever the noise level."""
+    precond, kw = RECIPES["edm"]
+    cfg = ModelConfig(mpt=MPTConfig(enabled=False), precond=precond)
+    train_cfg = TrainConfig(**kw)
+    sde, gen = VESDE(), torch.Generator().manual_seed(0)
+    x0 = torch.full((256, 3, 8, 8), 0.5)
+    keep = torch.ones(8, 8, dtype=torch.bool)
+
+    class Const(nn.Module):
+        def __init__(self, value: float | None) -> None:
+            super().__init__()
+            self.value = value
+
+        def raw(self, h: Tensor, label: Tensor) -> Tensor:
+            if self.value is None:
+                return torch.zeros_like(h)
+            sigma = (4 * label).exp().view(-1, 1, 1, 1)
+            c_skip, c_out, c_in = edm_scalings(sigma.flatten(), precond.sigma_data)
+            return -c_skip * (h / c_in) / c_out  # cancels the skip: D = 0.5
+
+    exact = training_loss(Prior(Const(0.5), precond), x0, keep, cfg, train_cfg, sde, gen)
+    assert float(exact) < 1e-8
+    spread = 0.5 + precond.sigma_data * torch.randn(x0.shape, generator=gen)
+    skip = training_loss(Prior(Const(None), precond), spread, keep, cfg, train_cfg, sde, gen)
+    assert float(skip) == pytest.approx(1.0, rel=0.02)
+
+
+def test_rgb_noise_space_shares_the_noise_between_the_four_slots() -> None:
+    """With ``noise_space=rgb`` the noisy 12-channel object is MPT of a noisy RGB crop."""
+    seen: list[Tensor] = []
+
+    class Spy(nn.Module):
+        def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+            seen.append(x)
+            return torch.zeros_like(x)
+
+    cfg = ModelConfig(network=dataclasses.replace(NETWORK_PRESETS["tiny"], image_size=64))
+    keep = virtual_mask(1.0)  # many swaps
+    crops = torch.rand(2, 3, 64, 64)
+    gen = torch.Generator().manual_seed(0)
+    for space in ("rgb", "channels"):
+        training_loss(
+            Prior(Spy(), cfg.precond), crops, keep, cfg, TrainConfig(noise_space=space), VESDE(), gen
+        )
+    rgb, channels = (impt(x, keep) for x in seen)
+    assert torch.allclose(rgb[:, 1:], rgb[:, :1].expand_as(rgb[:, 1:]), atol=1e-5)
+    assert not torch.allclose(channels[:, 1:], channels[:, :1].expand_as(channels[:, 1:]), atol=1e-2)
 
 
 def test_learning_rate_warm_up() -> None:
@@ -105,10 +163,11 @@ def test_toy_distribution_score() -> None:
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters())
     sde, gen = VESDE(), torch.Generator().manual_seed(0)
+    keep = torch.ones(size, size, dtype=torch.bool)
     c = torch.tensor([0.3, 0.5, 0.7]).view(1, 3, 1, 1)
     for step in range(200):
         x0 = c + s0 * torch.randn(16, 3, size, size, generator=gen)
-        train_step(model, optimizer, x0, sde, gen, lr=2e-3, grad_clip=1.0)
+        train_step(Prior(model, cfg.precond), optimizer, x0, keep, cfg, TrainConfig(), sde, gen, lr=2e-3)
         ema_update(ema, model, step + 1, 0.999)
     with torch.no_grad():
         for sigma, tol in [(0.1, 0.35), (0.5, 0.2), (2.0, 0.2), (10.0, 0.2), (50.0, 0.2)]:
@@ -197,3 +256,66 @@ def test_load_training_images_errors(tmp_path: Path, images: list[np.ndarray]) -
     write_image(empty / "small.png", images[0][:40])
     with pytest.raises(EsdiffError, match="smaller than the 64x64"):
         load_training_images(empty)
+
+
+def test_validation_goes_into_the_metrics_and_the_curves_picture(
+    images: list[np.ndarray], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    cfg = TrainConfig(steps=4, warmup=1, checkpoint_every=2, val_every=2)
+    train(images, TINY, cfg, tmp_path / "run", val_images=images)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if "val_psnr" in r]
+    assert [r["step"] for r in vals] == [2, 4]
+    for r in vals:
+        assert set(r["val_psnr"]) == {"10", "25", "50"}
+        assert all(5 < v < 60 for v in r["val_psnr"].values())
+    picture = Image.open(tmp_path / "run" / "curves.png")
+    assert picture.size == (720, 520) and len(np.unique(np.asarray(picture.convert("L")))) > 2
+
+
+def test_validation_psnr_rises_with_a_better_denoiser(images: list[np.ndarray]) -> None:
+    """The identity (D = x) scores the noisy PSNR; an oracle that knows the clean crops scores far higher."""
+    from esdiff.validation import ValidationSet
+
+    val = ValidationSet.from_images(images, crops=8)
+    identity = Prior(lambda x, s: torch.zeros_like(x), ModelConfig().precond)  # type: ignore[arg-type]
+    from esdiff.sampler import Encoding
+
+    psnr = val.psnr(identity, Encoding(None))
+    assert psnr[25] == pytest.approx(-10 * np.log10((25 / 255) ** 2), abs=0.6)
+    assert psnr[10] > psnr[25] > psnr[50]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_finite_checkpoint(
+    images: list[np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import esdiff.training as training
+
+    real = training.training_loss
+    calls = []
+
+    def diverging(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 3 else loss
+
+    monkeypatch.setattr(training, "training_loss", diverging)
+    with pytest.raises(EsdiffError, match="diverged at step 3.*step 2"):
+        train(images, TINY, TrainConfig(steps=5, warmup=1, checkpoint_every=1), tmp_path / "run")
+    state = load_training_state(tmp_path / "run" / "checkpoint.safetensors")
+    assert state.info.step == 2
+    assert all(torch.isfinite(v).all() for v in state.ema.values() if v.is_floating_point())
+    assert (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_crop_sampler_rotations_are_seeded_and_rotate(images: list[np.ndarray]) -> None:
+    square = [images[0][:64, :64]]
+    sampler = CropSampler(square, rotations=True)
+    draws = [sampler.sample(torch.Generator().manual_seed(k))[0] for k in range(12)]
+    whole = torch.as_tensor(square[0]).permute(2, 0, 1)
+    turns = {next(k for k in range(4) if torch.equal(d, whole.rot90(k, dims=(1, 2)))) for d in draws}
+    assert len(turns) >= 3
+    again = sampler.sample(torch.Generator().manual_seed(3))[0]
+    assert torch.equal(again, draws[3])

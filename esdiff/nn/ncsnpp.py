@@ -169,16 +169,23 @@ class ScoreModel(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         """The score estimate at noise level `sigma` (one per batch element, or a scalar)."""
+        if sigma.numel() == 1:
+            sigma = sigma.reshape(1).expand(x.shape[0])
+        out = self.raw(2 * x - 1, torch.log(sigma))  # data in [0, 1] (centered = False)
+        return out / sigma.reshape(-1, 1, 1, 1)
+
+    def raw(self, x: Tensor, noise_label: Tensor) -> Tensor:
+        """The network itself: input ``x`` as given, Fourier embedding of ``noise_label`` (one per batch
+        element), no output scaling; ``esdiff.prior`` wraps it in a parametrisation."""
         factor = 2 ** (len(self.config.ch_mult) - 1)
         if x.ndim != 4 or x.shape[1] != self.config.channels or x.shape[2] % factor or x.shape[3] % factor:
             want = f"[B, {self.config.channels}, H, W] with H, W multiples of {factor}"
             raise ValueError(f"expected {want}, got {tuple(x.shape)}")
-        if sigma.numel() == 1:
-            sigma = sigma.reshape(1).expand(x.shape[0])
-        temb = self.fourier(torch.log(sigma))
+        if noise_label.numel() == 1:
+            noise_label = noise_label.reshape(1).expand(x.shape[0])
+        temb = self.fourier(noise_label)
         temb = self.temb_1(self.act(self.temb_0(temb)))
 
-        x = 2 * x - 1  # data in [0, 1] (centered = False)
         pyramid = x
         h = self.conv_in(x)
         skips = [h]
@@ -193,7 +200,7 @@ class ScoreModel(nn.Module):
         for up in self.up_levels:
             h, out = up(h, out, temb, skips)
         assert out is not None and not skips
-        return out / sigma.reshape(-1, 1, 1, 1)
+        return out
 
 
 def build_score_model(cfg: NetworkConfig) -> ScoreModel:
