@@ -18,6 +18,7 @@ FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
+PredictorMode = Literal["reverse-diffusion", "ddim"]
 Parametrisation = Literal["score-sde", "edm"]
 NoiseDistribution = Literal["log-uniform", "log-normal"]
 NoiseSpace = Literal["channels", "rgb"]
@@ -175,8 +176,12 @@ class SamplerConfig:
     ``noise``: known pixels plus noise at ``sigma(t_start)`` on the missing ones (sde)."""
     t_start: float = 1.0
     """The time label of the first step; the grid is ``linspace(t_start, eps, steps)``."""
+    predictor: PredictorMode = "reverse-diffusion"
+    """``reverse-diffusion`` (paper) or ``ddim``, the deterministic probability-flow step."""
     predictor_noise: bool = False
     corrector_samples: int = 1
+    corrector_cap: float | None = None
+    """Largest Langevin step as a multiple of ``sigma^2``; None leaves SPEC's step unbounded."""
     tiling: TilingMode = "overlap"
     fusion: FusionMode = "softmax"
     """How the four i-MPT estimates become one RGB patch (SPEC 1, fusion)."""

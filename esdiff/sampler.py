@@ -84,22 +84,41 @@ Step = Callable[[State, Context], State]
 
 
 def predictor(state: State, ctx: Context) -> State:
-    """Reverse-diffusion predictor on ``Psi = MPT(x)``, then i-MPT + fusion (Alg. 1, SPEC 3.4)."""
+    """Predictor on ``Psi = MPT(x)``, then i-MPT + fusion (Alg. 1, SPEC 3.4): the paper's reverse
+    diffusion ``Psi + (sigma_i^2 - sigma_{i+1}^2) s``, or (``predictor="ddim"``) the deterministic
+    probability-flow step ``D + (sigma_{i+1} / sigma_i) (Psi - D)``, i.e. ``Psi + sigma_i (sigma_i -
+    sigma_{i+1}) s`` (DDIM / Euler in sigma, Karras et al. 2022 Alg. 1 without the second order)."""
     psi = state.encoded(ctx)
-    psi = psi + ctx.step_var * ctx.score(psi, ctx.sigma)
+    if ctx.cfg.predictor == "ddim":
+        lower = max(ctx.sigma**2 - ctx.step_var, 0.0) ** 0.5
+        psi = psi + ctx.sigma * (ctx.sigma - lower) * ctx.score(psi, ctx.sigma)
+    else:
+        psi = psi + ctx.step_var * ctx.score(psi, ctx.sigma)
     if ctx.cfg.predictor_noise:
         psi = psi + ctx.step_var**0.5 * ctx.noise(psi)
     return state.decoded(psi, ctx)
 
 
+def corrector_step_size(z: Tensor, g: Tensor, sigma: float, snr: float, cap: float | None) -> Tensor:
+    """Langevin step ``2 (snr ||z|| / ||g||)^2`` per patch (SPEC 3.4), at most ``cap sigma^2``.
+
+    For a score of the right size, ``||g|| ~ ||z|| / sigma``, the step is ``2 snr^2 sigma^2`` (0.011
+    sigma^2 at snr 0.075); a small score (a nearly clean state, an untrained network) would make it
+    unbounded and throw pixels far out of range, which the cap prevents."""
+    ratio = z.flatten(1).norm(dim=1) / g.flatten(1).norm(dim=1).clamp_min(1e-12)
+    eps = 2 * (snr * ratio) ** 2
+    if cap is not None:
+        eps = eps.clamp_max(cap * sigma**2)
+    return eps.view(-1, *([1] * (z.dim() - 1)))
+
+
 def corrector(state: State, ctx: Context) -> State:
-    """Annealed Langevin corrector, step size ``2 (snr ||z|| / ||g||)^2`` per patch (SPEC 3.4)."""
+    """Annealed Langevin corrector with a bounded step (``corrector_step_size``)."""
     psi = state.encoded(ctx)
     for _ in range(ctx.cfg.corrector_samples):
         g = ctx.score(psi, ctx.sigma)
         z = ctx.noise(psi)
-        ratio = z.flatten(1).norm(dim=1) / g.flatten(1).norm(dim=1).clamp_min(1e-12)
-        eps = (2 * (ctx.cfg.snr * ratio) ** 2).view(-1, 1, 1, 1)
+        eps = corrector_step_size(z, g, ctx.sigma, ctx.cfg.snr, ctx.cfg.corrector_cap)
         psi = psi + eps * g + (2 * eps).sqrt() * z
     return state.decoded(psi, ctx)
 

@@ -27,6 +27,8 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "start-lmafit": {"config": cfg(start="lmafit")},
         "predictor-noise": {"config": cfg(predictor_noise=True)},
         "corrector-3": {"config": cfg(corrector_samples=3)},
+        "predictor-ddim": {"config": cfg(predictor="ddim")},
+        "corrector-cap-0.1": {"config": cfg(corrector_cap=0.1)},
         "mu-10": {"config": cfg(low_rank=dataclasses.replace(base.low_rank, mu=10.0))},
         "rank-32": {
             "config": cfg(low_rank=LowRankConfig(**{**dataclasses.asdict(base.low_rank), "rank": 32}))

@@ -139,10 +139,16 @@ def sampler_config(sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
     import dataclasses
     from typing import get_args
 
-    from esdiff.config import FusionMode, StartMode, StateMode, TilingMode
+    from esdiff.config import FusionMode, PredictorMode, StartMode, StateMode, TilingMode
     from esdiff.inpaint import default_sampler_config
 
-    choices = {"start": StartMode, "fusion": FusionMode, "tiling": TilingMode, "state": StateMode}
+    choices = {
+        "start": StartMode,
+        "fusion": FusionMode,
+        "tiling": TilingMode,
+        "state": StateMode,
+        "predictor": PredictorMode,
+    }
     choices = {name: get_args(mode) for name, mode in choices.items()}
     for name, allowed in choices.items():
         if sampler[name] is not None and sampler[name] not in allowed:
@@ -184,6 +190,12 @@ def command(
     snr: Annotated[float | None, typer.Option(min=0.0, help="Corrector signal-to-noise ratio.")] = None,
     predictor_noise: Annotated[bool | None, typer.Option(help="Add noise in the predictor.")] = None,
     corrector_samples: Annotated[int | None, typer.Option(min=0, help="Langevin steps per level.")] = None,
+    predictor: Annotated[
+        str | None, typer.Option(help="Predictor: reverse-diffusion (paper) or ddim (deterministic).")
+    ] = None,
+    corrector_cap: Annotated[
+        float | None, typer.Option(min=0.0, help="Largest Langevin step, times sigma^2.")
+    ] = None,
     fusion: Annotated[str | None, typer.Option(help="i-MPT fusion: softmax, softmax0 or mean.")] = None,
     tiling: Annotated[str | None, typer.Option(help="Patches: overlap (lab) or tile.")] = None,
     state: Annotated[
@@ -219,6 +231,8 @@ def command(
             "snr": snr,
             "predictor_noise": predictor_noise,
             "corrector_samples": corrector_samples,
+            "predictor": predictor,
+            "corrector_cap": corrector_cap,
             "fusion": fusion,
             "tiling": tiling,
             "state": state,

@@ -145,3 +145,53 @@ def test_shifts_average_runs_on_offset_grids(tmp_path: Path, astronaut: np.ndarr
     np.testing.assert_allclose(two, np.where(known[..., None], image, (one + moved) / 2), atol=1e-6)
     with pytest.raises(EsdiffError, match="shifts"):
         inpaint_image(observed, known, config=replace(CHEAP, shifts=5), **kwargs)
+
+
+def test_corrector_step_is_bounded_with_a_zero_score() -> None:
+    from esdiff.sampler import corrector_step_size
+
+    z, zero = torch.randn(3, 12, 8, 8), torch.zeros(3, 12, 8, 8)
+    unbounded = corrector_step_size(z, zero, 0.5, 0.075, None)
+    assert float(unbounded.min()) > 1e10  # SPEC's step explodes on a zero score
+    capped = corrector_step_size(z, zero, 0.5, 0.075, 0.1)
+    assert torch.allclose(capped, torch.full_like(capped, 0.1 * 0.25))
+    right_size = -z / 0.5  # ||g|| = ||z|| / sigma: the nominal 2 snr^2 sigma^2, below the cap
+    nominal = corrector_step_size(z, right_size, 0.5, 0.075, 0.1)
+    assert torch.allclose(nominal, torch.full_like(nominal, 2 * 0.075**2 * 0.25))
+
+
+def test_capped_corrector_keeps_an_untrained_network_finite(astronaut: np.ndarray) -> None:
+    """A zero score (an untrained network) with a clean LMaFit start: SPEC's step sends the hole to
+    huge values; the capped one stays in a sane range."""
+    x, y, known = patches(astronaut)
+    gens = [torch.Generator().manual_seed(1)]
+
+    def zero(psi: torch.Tensor, sigma: float) -> torch.Tensor:
+        return torch.zeros_like(psi)
+
+    cfg = replace(CHEAP, steps=5, start="lmafit", t_start=0.3, corrector_cap=0.1)
+    out = sample_patches(zero, Encoding(None), VESDE(), y, known, cfg, gens, STEP_LISTS["no-lowrank"])
+    assert torch.isfinite(out).all() and float(out.abs().max()) < 5
+    wild = sample_patches(
+        zero,
+        Encoding(None),
+        VESDE(),
+        y,
+        known,
+        replace(cfg, corrector_cap=None),
+        gens,
+        STEP_LISTS["no-lowrank"],
+    )
+    assert not torch.isfinite(wild).all() or float(wild.abs().max()) > 1e3
+
+
+@pytest.mark.parametrize("predictor", ["reverse-diffusion", "ddim"])
+def test_predictors_reach_the_truth_with_an_exact_score(astronaut: np.ndarray, predictor: str) -> None:
+    x, y, known = patches(astronaut)
+    keep = virtual_mask(2.81, 64, 0)
+    gens = [torch.Generator().manual_seed(1)]
+    cfg = replace(CHEAP, predictor=predictor, steps=15, start="noise", corrector_cap=0.1)
+    out = sample_patches(
+        gaussian_score(mpt(x, keep)), Encoding(keep), VESDE(), y, known, cfg, gens, STEP_LISTS["no-lowrank"]
+    )
+    assert -10 * np.log10(float(((out - x) ** 2).mean())) > 30.0

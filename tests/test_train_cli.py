@@ -105,7 +105,12 @@ def test_train_resume_and_conflicts(folder: Path, tmp_path: Path) -> None:
     result = train(folder, "-o", run, "--preset", "tiny", "--steps", "2", "--checkpoint-every", "1", "-q")
     assert result.exit_code == 0, result.stderr
     assert read_info(run / "checkpoint.safetensors").step == 2 and metric_steps(run) == [1, 2]
-    assert {p.name for p in run.iterdir()} == {"checkpoint.safetensors", "config.json", "metrics.jsonl", "curves.png"}
+    assert {p.name for p in run.iterdir()} == {
+        "checkpoint.safetensors",
+        "config.json",
+        "metrics.jsonl",
+        "curves.png",
+    }
 
     result = train(folder, "-o", run, "--resume", "--steps", "3", "-q")  # the rest comes from the run
     assert result.exit_code == 0, result.stderr
