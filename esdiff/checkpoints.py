@@ -11,21 +11,23 @@ generator state per training process). Metadata (str -> str): ``format``, ``form
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
 from esdiff.config import ModelConfig, TrainConfig, from_json, to_json
 from esdiff.errors import EsdiffError
+from esdiff.io import atomic_write
 from esdiff.nn import ScoreModel, build_score_model
 
 FORMAT = "esdiff-checkpoint"
@@ -98,7 +100,7 @@ def save_checkpoint(
     if train_config is not None:
         metadata["train_config"] = to_json(train_config)
     path = Path(path)
-    _atomic_save_file(tensors, metadata, path)
+    atomic_write(path, _fill_with(tensors, metadata))
     return path
 
 
@@ -278,23 +280,14 @@ def _buffer_names(cfg: ModelConfig) -> set[str]:
     return {name for name, _ in model.named_buffers() if name in model.state_dict()}
 
 
-def _atomic_save_file(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise EsdiffError(f"{path}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-    except OSError as exc:
-        raise EsdiffError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _fill_with(tensors: dict[str, Tensor], metadata: dict[str, str]) -> Callable[[Path], None]:
+    """Write a safetensors file; an I/O error of its writer becomes an OSError that says why."""
+
+    def fill(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # the Rust writer reports e.g. a full disk as its own error type
+            reason = re.search(r'message: "([^"]*)"', str(exc))
+            raise OSError(errno.EIO, reason[1] if reason else str(exc)) from None
+
+    return fill

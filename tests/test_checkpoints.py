@@ -203,6 +203,28 @@ def test_save_is_atomic_and_leaves_no_temp_files(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors"]
 
 
+def test_full_disk_names_the_checkpoint_and_keeps_the_old_one(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    def disk_full(tensors: object, filename: str, metadata: object = None) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on '
+            'device" })'
+        )
+
+    monkeypatch.setattr("esdiff.checkpoints.save_file", disk_full)
+    ema = load_training_state(checkpoint).ema
+    with pytest.raises(
+        EsdiffError, match=r"checkpoint.safetensors: cannot write \(No space left on device\)"
+    ):
+        save_checkpoint(checkpoint, ema=ema, keep=virtual_mask(2.81), model_config=TINY)
+    assert read_info(checkpoint).step == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors"]
+
+
 @pytest.mark.slow
 def test_paper_preset_forward_on_cpu() -> None:
     from esdiff.nn import count_parameters
