@@ -257,12 +257,29 @@ def save_mask(path: str | Path, known: np.ndarray) -> None:
 
 
 def resolve_mask(
-    spec_or_path: str, height: int, width: int, *, seed: int = 0, invert: bool = False
+    mask: str, height: int, width: int, *, seed: int = 0, invert: bool = False, stem: str | None = None
 ) -> np.ndarray:
-    """Generate the mask a spec names, or load a mask file checked against H x W; ``invert`` flips it."""
-    if is_mask_spec(spec_or_path):
-        known = generate_mask(spec_or_path, height, width, seed)
-        return ~known if invert else known
-    if not Path(spec_or_path).is_file():
-        raise EsdiffError(f"mask {spec_or_path!r} is neither a mask spec nor an existing file; {SPEC_HELP}")
-    return load_mask(spec_or_path, invert=invert, shape=(height, width))
+    """The ``known`` mask that ``mask`` names for an ``height x width`` image: a generator spec (drawn
+    with ``seed``), a mask file, or a folder holding one mask file per image, found by the image's
+    ``stem``. ``invert`` reads mask files as white = known; a generated mask has no such convention."""
+    if is_mask_spec(mask):
+        if invert:
+            raise EsdiffError(f"--invert-mask applies to mask files, not to the generated mask {mask!r}")
+        return generate_mask(mask, height, width, seed)
+    path = Path(mask)
+    if path.is_dir():
+        if stem is None:
+            raise EsdiffError(f"mask {mask!r} is a folder: give a mask file or a spec")
+        path = _find_by_stem(path, stem)
+    elif not path.is_file():
+        raise EsdiffError(f"mask {mask!r} is neither a mask spec nor an existing file; {SPEC_HELP}")
+    return load_mask(path, invert=invert, shape=(height, width))
+
+
+def _find_by_stem(folder: Path, stem: str) -> Path:
+    from esdiff.io import IMAGE_SUFFIXES
+
+    for candidate in sorted(folder.iterdir()):
+        if candidate.stem == stem and candidate.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
+            return candidate
+    raise EsdiffError(f"{folder}: no mask named {stem}.* for image {stem}")

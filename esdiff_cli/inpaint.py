@@ -71,37 +71,19 @@ def plan_jobs(source: str, out: str | None, overwrite: bool) -> tuple[list[Job],
     return [Job(path.stem, path, dest)], False
 
 
-def find_by_stem(folder: Path, stem: str) -> Path:
-    from esdiff.io import IMAGE_SUFFIXES
-
-    for candidate in sorted(folder.iterdir()):
-        if candidate.stem == stem and candidate.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
-            return candidate
-    raise EsdiffError(f"{folder}: no mask named {stem}.* for image {stem}")
-
-
-def resolve_job_mask(mask: str, job: Job, shape: tuple[int, int], *, seed: int, invert: bool) -> Any:
-    from esdiff.masks import generate_mask, is_mask_spec, load_mask
-
-    if is_mask_spec(mask):
-        return generate_mask(mask, *shape, seed=seed)
-    path = Path(mask)
-    if path.is_dir():
-        path = find_by_stem(path, job.name)
-    return load_mask(path, invert=invert, shape=shape)
-
-
 def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]:
     """Read, inpaint, write one image; returns its summary."""
     from esdiff.io import decode_image, encode_png, read_image, write_image
-    from esdiff.masks import missing_fraction
+    from esdiff.masks import missing_fraction, resolve_mask
     from esdiff.methods import MethodOptions, check_mask, run_method
 
     if job.dest is not None and job.dest.exists() and not args["overwrite"]:
         raise EsdiffError(f"{job.dest}: exists (use --overwrite to replace it)")
     image = read_image(job.source) if job.source else decode_image(sys.stdin.buffer.read())
     shape = image.pixels.shape[:2]
-    known = resolve_job_mask(args["mask"], job, shape, seed=args["mask_seed"], invert=args["invert_mask"])
+    known = resolve_mask(
+        args["mask"], *shape, seed=args["mask_seed"], invert=args["invert_mask"], stem=job.name
+    )
     check_mask(known, shape)
     truth = None
     if args["gt"] is not None:
