@@ -106,9 +106,8 @@ class LowRankConfig:
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)
-"""LMaFit (and ADMM) in float32 with tolerance 1e-3: on lsun100 at 80 % missing the same PSNR as SPEC's
-float64 / 1.25e-4 (3 images: 25.35 vs 25.38 dB for ALOHA) at a seventh of the CPU time. The default of
-`esdiff inpaint` for both the sampler's start and ALOHA; ``LowRankConfig()`` is the faithful one."""
+"""ALOHA's default: LMaFit (and ADMM) in float32 with tolerance 1e-3, measured to give ALOHA the PSNR of
+SPEC's float64 / 1.25e-4 at a fraction of the CPU time (README); ``LowRankConfig()`` is the faithful one."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +139,25 @@ class SamplerConfig:
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
+
+
+DEFAULT_SAMPLER = SamplerConfig(
+    steps=25,
+    start="lmafit-noisy",
+    t_start=0.5,
+    low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2),
+)
+"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement to fit
+the CPU budget (README, "Defaults"); ``SamplerConfig()`` holds SPEC's faithful settings. 25 steps score
+like 50 and more; the start needs only a rough LMaFit estimate, because the sampler's ADMM steps keep
+refining U and V, so a loose tolerance (in float32) is as good and cheaper; the noisy LMaFit start from
+t = 0.5 avoids the corrector blow-up of a clean start at sigma_max (its step size grows as
+1/||score||^2)."""
+
+NCSNPP_SAMPLER = dataclasses.replace(DEFAULT_SAMPLER, start="noise", t_start=1.0, steps=50)
+"""The NCSN++ baseline: the same predictor-corrector sampler, but a pure diffusion sampler, so it starts
+from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank part) and takes 50 steps, since it
+has the whole noise range to cover (measured: README)."""
 
 
 @dataclass(frozen=True)
