@@ -179,8 +179,8 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, flat: Mapping[str, Tenso
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, Tensor]] = {}
     for key, value in flat.items():
-        index, name = key.removeprefix("optim.").split(".", 1)
-        state.setdefault(int(index), {})[name] = value
+        number, name = key.removeprefix("optim.").split(".", 1)
+        state.setdefault(int(number), {})[name] = value
     for index, entry in state.items():
         if index >= len(params):
             raise EsdiffError(f"{source}: optimizer state does not fit the model ({len(params)} parameters)")

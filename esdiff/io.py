@@ -166,7 +166,11 @@ def atomic_write(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """:func:`atomic_write` of ``data``."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+    def fill(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, fill)
 
 
 def _new_temp_file(path: Path) -> Path:

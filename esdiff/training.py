@@ -85,8 +85,8 @@ def ema_update(ema: nn.Module, model: nn.Module, num_updates: int, rate: float) 
     decay = min(rate, (1 + num_updates) / (10 + num_updates))
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p, 1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), model.buffers(), strict=True):
+        eb.copy_(b)
 
 
 def encode(crops: Tensor, keep: Tensor, cfg: MPTConfig) -> Tensor:
@@ -155,8 +155,9 @@ def train(
         generator = torch.Generator().manual_seed(cfg.seed + group.rank)
         raw, ema, optimizer, keep, start = _initial_state(model_cfg, cfg, run_dir, resume, generator, group)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        raw.to(device, memory_format=fmt)
-        ema.to(device, memory_format=fmt).requires_grad_(False)
+        # Module.to takes memory_format (documented), but torch's overloads of it leave the keyword out.
+        raw.to(device, memory_format=fmt)  # type: ignore[call-overload]
+        ema.to(device, memory_format=fmt).requires_grad_(False)  # type: ignore[call-overload]
         _move_optimizer_state(optimizer, device)
         model: nn.Module = raw
         if group.world > 1:
