@@ -47,32 +47,49 @@ def is_mask_spec(text: str) -> bool:
     return text in _TEXTS or (":" in text and text.split(":", 1)[0] in _KINDS)
 
 
+def check_mask_spec(spec: str) -> None:
+    """Check a generator spec's syntax and numbers, for any image size (an EsdiffError if bad)."""
+    _parse(spec)
+
+
+def _parse(spec: str) -> tuple[str, tuple[float, ...]]:
+    """``spec`` as its kind and numbers: ``(text1|text2, ())``, ``(random, (P,))``, ``(block, (SIZE,
+    P))`` or ``(box, (X, Y, W, H))``."""
+    if spec in _TEXTS:
+        return spec, ()
+    if not is_mask_spec(spec):
+        raise EsdiffError(f"unknown mask spec {spec!r}; {SPEC_HELP}")
+    kind, _, args = spec.partition(":")
+    if kind == "random":
+        return kind, (_fraction(args, spec),)
+    if kind == "block":
+        size_text, sep, p_text = args.partition(":")
+        if not sep:
+            raise EsdiffError(f"bad mask spec {spec!r}: expected 'block:SIZE:P'; {SPEC_HELP}")
+        return kind, (_positive_int(size_text, spec), _fraction(p_text, spec))
+    parts = args.split(",")
+    if len(parts) != 4:
+        raise EsdiffError(f"bad mask spec {spec!r}: expected 'box:X,Y,W,H'; {SPEC_HELP}")
+    return kind, (*(_int(p, spec) for p in parts[:2]), *(_positive_int(p, spec) for p in parts[2:]))
+
+
 def generate_mask(spec: str, height: int, width: int, seed: int = 0) -> np.ndarray:
     """Generate the seeded ``known`` mask (bool H x W) that ``spec`` describes; see ``SPEC_HELP``."""
     if height <= 0 or width <= 0:
         raise EsdiffError(f"mask size must be positive, got {height}x{width}")
     if seed < 0:
         raise EsdiffError(f"mask seed must be non-negative, got {seed}")
-    if spec in _TEXTS:
-        return _text_mask(spec, height, width, seed)
-    if not is_mask_spec(spec):
-        raise EsdiffError(f"unknown mask spec {spec!r}; {SPEC_HELP}")
-    kind, _, args = spec.partition(":")
+    kind, numbers = _parse(spec)
+    if kind in _TEXTS:
+        return _text_mask(kind, height, width, seed)
     if kind == "random":
-        return _random_mask(_fraction(args, spec), height, width, seed)
+        return _random_mask(numbers[0], height, width, seed)
     if kind == "block":
-        size_text, sep, p_text = args.partition(":")
-        if not sep:
-            raise EsdiffError(f"bad mask spec {spec!r}: expected 'block:SIZE:P'; {SPEC_HELP}")
-        size = _positive_int(size_text, spec)
+        size, p = int(numbers[0]), numbers[1]
         if size > min(height, width):
             raise EsdiffError(f"bad mask spec {spec!r}: block size {size} exceeds the {height}x{width} image")
-        return _block_mask(size, _fraction(p_text, spec), height, width, seed)
-    parts = args.split(",")
-    if len(parts) != 4:
-        raise EsdiffError(f"bad mask spec {spec!r}: expected 'box:X,Y,W,H'; {SPEC_HELP}")
-    x, y = (_int(p, spec) for p in parts[:2])
-    w, h = (_positive_int(p, spec) for p in parts[2:])
+        return _block_mask(size, p, height, width, seed)
+    x, y, w, h = (int(v) for v in numbers)
     return _box_mask(x, y, w, h, height, width, spec)
 
 
