@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from esdiff.config import ModelConfig, TrainConfig, from_json, to_json
+from esdiff.config import ModelConfig, TrainConfig, from_json, model_config_problems, to_json
 from esdiff.errors import EsdiffError
 from esdiff.io import atomic_write
 from esdiff.nn import ScoreModel, build_score_model
@@ -120,7 +120,10 @@ def load_model(
         info = _info(path, f.metadata(), set(f.keys()))
         cfg = info.model_config
         with torch.random.fork_rng(devices=[]):
-            model = build_score_model(cfg.network)
+            try:
+                model = build_score_model(cfg.network)
+            except (RuntimeError, ValueError, TypeError) as exc:  # past model_config_problems' checks
+                raise EsdiffError(f"{path}: the network of its config cannot be built ({exc})") from None
         weights = {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.")}
         keep = _read_mask(f, path, cfg)
     load_weights(model, weights, path, "EMA")
@@ -198,8 +201,9 @@ def _open(path: Path) -> Iterator[Any]:
     if path.is_dir():
         raise EsdiffError(f"{path}: is a folder, not a checkpoint file")
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        head = fh.read(9)
+    safetensors_like = head[8:9] == b"{"  # an 8-byte header length, then the JSON header
+    if not safetensors_like and (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
         raise EsdiffError(
             f"{path}: a PyTorch/pickle file, not a safetensors checkpoint "
             "(pickles are never loaded: they can run code)"
@@ -228,6 +232,9 @@ def _info(path: Path, meta: dict[str, str] | None, keys: set[str]) -> Checkpoint
         step = int(meta.get("step", "0"))
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise EsdiffError(f"{path}: damaged checkpoint metadata ({exc})") from None
+    problems = model_config_problems(model_config)
+    if problems:
+        raise EsdiffError(f"{path}: impossible model config: {'; '.join(problems)}")
     if model_config.network.channels != model_config.mpt.channels:
         raise EsdiffError(
             f"{path}: network has {model_config.network.channels} channels but the encoding needs "
@@ -260,6 +267,12 @@ def load_weights(model: torch.nn.Module, weights: Mapping[str, Tensor], path: Pa
         else:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise EsdiffError(f"{path}: {what} weights do not match the network of its config ({detail})")
+    for name, value in weights.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise EsdiffError(
+                f"{path}: {what} weight {name} holds NaN or Inf values (a diverged training run?): "
+                "refusing to use this checkpoint"
+            )
     model.load_state_dict(dict(weights))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -167,6 +168,58 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     mpt: MPTConfig = field(default_factory=MPTConfig)
     sde: SDEConfig = field(default_factory=SDEConfig)
+
+
+PATCH_SIZE = 64
+"""The side of the patches the sampler cuts (``esdiff.patches``), which every model must take."""
+
+
+def model_config_problems(cfg: ModelConfig) -> list[str]:
+    """What makes a model config impossible to build or sample with, one phrase each naming its field
+    (empty: none). Checkpoints are checked with it at load."""
+    net, mpt, sde = cfg.network, cfg.mpt, cfg.sde
+    problems = [
+        f"{name} must be a positive integer (got {value!r})"
+        for name, value in [
+            ("network.channels", net.channels),
+            ("network.nf", net.nf),
+            ("network.num_res_blocks", net.num_res_blocks),
+            ("network.image_size", net.image_size),
+            ("mpt.size", mpt.size),
+            *((f"network.ch_mult[{i}]", m) for i, m in enumerate(net.ch_mult)),
+        ]
+        if not _is_positive_int(value)
+    ]
+    if not net.ch_mult:
+        problems.append("network.ch_mult must name at least one level")
+    elif PATCH_SIZE % 2 ** (len(net.ch_mult) - 1):
+        problems.append(
+            f"network.ch_mult has {len(net.ch_mult)} levels: too many for {PATCH_SIZE}-pixel patches"
+        )
+    if not net.fir_kernel or not _is_finite(sum(net.fir_kernel)) or sum(net.fir_kernel) <= 0:
+        problems.append(f"network.fir_kernel must be non-empty with a positive sum (got {net.fir_kernel!r})")
+    if not (_is_finite(net.dropout) and 0 <= net.dropout < 1):
+        problems.append(f"network.dropout must be in [0, 1) (got {net.dropout!r})")
+    if not (_is_finite(net.fourier_scale) and net.fourier_scale > 0):
+        problems.append(f"network.fourier_scale must be positive (got {net.fourier_scale!r})")
+    if mpt.enabled and mpt.size != PATCH_SIZE:
+        problems.append(f"mpt.size must be the {PATCH_SIZE}-pixel patch size (got {mpt.size!r})")
+    if not _is_finite(mpt.ratio):
+        problems.append(f"mpt.ratio must be a finite number (got {mpt.ratio!r})")
+    if not (_is_finite(sde.sigma_min) and _is_finite(sde.sigma_max) and 0 < sde.sigma_min < sde.sigma_max):
+        got = f"sigma_min {sde.sigma_min!r}, sigma_max {sde.sigma_max!r}"
+        problems.append(f"sde needs 0 < sigma_min < sigma_max (got {got})")
+    if not (_is_finite(sde.eps) and 0 < sde.eps < 1):
+        problems.append(f"sde.eps must be in (0, 1) (got {sde.eps!r})")
+    return problems
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
