@@ -78,11 +78,14 @@ def test_file_in_file_out_keeps_known_pixels_and_is_reproducible(tmp_path: Path,
     assert np.array_equal(read_image(tmp_path / "a.png").pixels[known], read_image(src).pixels[known])
 
 
-def test_large_odd_image(tmp_path: Path, tiny_model: Path) -> None:
-    src = photo(tmp_path / "big.jpg", 500, 700)
+@pytest.mark.parametrize(
+    "size", [(150, 230), pytest.param((500, 700), marks=pytest.mark.slow)], ids=["150x230", "500x700"]
+)
+def test_odd_sized_jpeg(tmp_path: Path, tiny_model: Path, size: tuple[int, int]) -> None:
+    src = photo(tmp_path / "big.jpg", *size)
     result = esdiff("inpaint", str(src), "--mask", "text1", "--model", str(tiny_model), *CHEAP)
     assert result.returncode == 0, result.stderr.decode()
-    assert read_image(tmp_path / "big_inpainted.png").pixels.shape == (500, 700, 3)
+    assert read_image(tmp_path / "big_inpainted.png").pixels.shape == (*size, 3)
 
 
 def test_folder_with_mask_folder_reports_failures_per_image(tmp_path: Path, tiny_model: Path) -> None:
@@ -231,6 +234,25 @@ def test_sampler_options_reach_the_library(
     assert "--state must be one of rgb, mpt" in error_line(cli(*base, "--state", "hex"))
     assert "--method must be one of esdiff, ncsnpp, aloha" in error_line(cli(*base, "--method", "magic"))
     assert len(calls) == 5
+
+
+def test_shipped_model_beats_biharmonic_on_a_photo(tmp_path: Path) -> None:
+    """`esdiff inpaint` with the built-in model and its defaults on a 96x96 crop of the astronaut at 80 %
+    missing. Measured (torch 2.13, CPU): 25.98 dB against biharmonic's 24.28. The floor, 0.5 dB above
+    biharmonic, fails for a zero score (about 5 dB), a sign-flipped one (10 dB), the sampler without its
+    low-rank step (15 dB) or the start alone (6 dB)."""
+    from skimage import data
+
+    src = tmp_path / "crop.png"
+    write_image(src, (data.astronaut()[200:296, 220:316] / 255.0).astype(np.float32))
+    psnr = {}
+    for method in ("esdiff", "biharmonic"):
+        out = tmp_path / f"{method}.png"
+        args = ["--mask", "random:0.8", "--method", method, "--gt", str(src), "-o", str(out)]
+        result = cli("inpaint", str(src), *args, "--json", "-q", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        psnr[method] = json.loads(result.stdout)["metrics"]["psnr"]
+    assert psnr["esdiff"] > psnr["biharmonic"] + 0.5, psnr
 
 
 def bad_checkpoint(tiny_model: Path, dst: Path, kind: str) -> Path:
