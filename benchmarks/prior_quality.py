@@ -55,9 +55,10 @@ def denoiser(name: str, device: str) -> Any:
 
 def prior_alone(name: str, steps: int, device: str) -> Any:
     """Inpainting with the prior and data consistency only, from noise at t = 1."""
-    from esdiff.inpaint import default_sampler_config, inpaint_image
+    from esdiff.config import DEFAULT_SAMPLER
+    from esdiff.inpaint import inpaint_image
 
-    cfg = replace(default_sampler_config(), start="noise", t_start=1.0, steps=steps)
+    cfg = replace(DEFAULT_SAMPLER, start="noise", t_start=1.0, steps=steps)
     model = None if name == "builtin" else name
 
     def run(observed: np.ndarray, known: np.ndarray, seed: int) -> np.ndarray:

@@ -90,17 +90,35 @@ def load_benchmark(
 
 
 def parse_masks(text: str) -> tuple[str, ...]:
-    """A protocol name (``table1``, ``table2``) or a comma-separated list of mask specs."""
-    from esdiff.masks import generate_mask
+    """A protocol name (``table1``, ``table2``) or a comma-separated list of mask specs (``;``-separated
+    when one is a box); each spec's syntax is checked here, its fit on an image when a mask is drawn."""
+    from esdiff.masks import check_mask_spec
 
     if text in MASK_PROTOCOLS:
         return MASK_PROTOCOLS[text]
-    specs = tuple(s.strip() for s in text.split(";" if ";" in text else ",") if s.strip())
+    if ";" in text:
+        specs = tuple(s.strip() for s in text.split(";") if s.strip())
+    else:
+        specs = _split_commas(text)
     if not specs:
         raise EsdiffError("--masks is empty")
     for spec in specs:
-        generate_mask(spec, 8, 8)  # raises a clear error for an unknown spec
+        check_mask_spec(spec)
     return specs
+
+
+def _split_commas(text: str) -> tuple[str, ...]:
+    """Comma-separated specs, where a ``box:X,Y,W,H`` keeps its own three commas."""
+    parts = [p.strip() for p in text.split(",")]
+    specs: list[str] = []
+    while parts:
+        part = parts.pop(0)
+        if part.startswith("box:"):
+            part = ",".join([part, *parts[:3]])
+            del parts[:3]
+        if part:
+            specs.append(part)
+    return tuple(specs)
 
 
 def mask_seed(image: str, spec: str) -> int:

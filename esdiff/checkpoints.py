@@ -11,21 +11,23 @@ generator state per training process). Metadata (str -> str): ``format``, ``form
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from esdiff.config import ModelConfig, TrainConfig, from_json, to_json
+from esdiff.config import ModelConfig, TrainConfig, from_json, model_config_problems, to_json
 from esdiff.errors import EsdiffError
+from esdiff.io import atomic_write
 from esdiff.nn import ScoreModel, build_score_model
 
 FORMAT = "esdiff-checkpoint"
@@ -98,7 +100,7 @@ def save_checkpoint(
     if train_config is not None:
         metadata["train_config"] = to_json(train_config)
     path = Path(path)
-    _atomic_save_file(tensors, metadata, path)
+    atomic_write(path, _fill_with(tensors, metadata))
     return path
 
 
@@ -118,7 +120,10 @@ def load_model(
         info = _info(path, f.metadata(), set(f.keys()))
         cfg = info.model_config
         with torch.random.fork_rng(devices=[]):
-            model = build_score_model(cfg.network)
+            try:
+                model = build_score_model(cfg.network)
+            except (RuntimeError, ValueError, TypeError) as exc:  # past model_config_problems' checks
+                raise EsdiffError(f"{path}: the network of its config cannot be built ({exc})") from None
         weights = {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.")}
         keep = _read_mask(f, path, cfg)
     load_weights(model, weights, path, "EMA")
@@ -177,8 +182,8 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, flat: Mapping[str, Tenso
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, Tensor]] = {}
     for key, value in flat.items():
-        index, name = key.removeprefix("optim.").split(".", 1)
-        state.setdefault(int(index), {})[name] = value
+        number, name = key.removeprefix("optim.").split(".", 1)
+        state.setdefault(int(number), {})[name] = value
     for index, entry in state.items():
         if index >= len(params):
             raise EsdiffError(f"{source}: optimizer state does not fit the model ({len(params)} parameters)")
@@ -196,8 +201,9 @@ def _open(path: Path) -> Iterator[Any]:
     if path.is_dir():
         raise EsdiffError(f"{path}: is a folder, not a checkpoint file")
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        head = fh.read(9)
+    safetensors_like = head[8:9] == b"{"  # an 8-byte header length, then the JSON header
+    if not safetensors_like and (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
         raise EsdiffError(
             f"{path}: a PyTorch/pickle file, not a safetensors checkpoint "
             "(pickles are never loaded: they can run code)"
@@ -226,6 +232,9 @@ def _info(path: Path, meta: dict[str, str] | None, keys: set[str]) -> Checkpoint
         step = int(meta.get("step", "0"))
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise EsdiffError(f"{path}: damaged checkpoint metadata ({exc})") from None
+    problems = model_config_problems(model_config)
+    if problems:
+        raise EsdiffError(f"{path}: impossible model config: {'; '.join(problems)}")
     if model_config.network.channels != model_config.mpt.channels:
         raise EsdiffError(
             f"{path}: network has {model_config.network.channels} channels but the encoding needs "
@@ -258,6 +267,12 @@ def load_weights(model: torch.nn.Module, weights: Mapping[str, Tensor], path: Pa
         else:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise EsdiffError(f"{path}: {what} weights do not match the network of its config ({detail})")
+    for name, value in weights.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise EsdiffError(
+                f"{path}: {what} weight {name} holds NaN or Inf values (a diverged training run?): "
+                "refusing to use this checkpoint"
+            )
     model.load_state_dict(dict(weights))
 
 
@@ -278,23 +293,14 @@ def _buffer_names(cfg: ModelConfig) -> set[str]:
     return {name for name, _ in model.named_buffers() if name in model.state_dict()}
 
 
-def _atomic_save_file(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise EsdiffError(f"{path}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-    except OSError as exc:
-        raise EsdiffError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _fill_with(tensors: dict[str, Tensor], metadata: dict[str, str]) -> Callable[[Path], None]:
+    """Write a safetensors file; an I/O error of its writer becomes an OSError that says why."""
+
+    def fill(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # the Rust writer reports e.g. a full disk as its own error type
+            reason = re.search(r'message: "([^"]*)"', str(exc))
+            raise OSError(errno.EIO, reason[1] if reason else str(exc)) from None
+
+    return fill

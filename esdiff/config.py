@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -160,9 +161,8 @@ class LowRankConfig:
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)
-"""LMaFit (and ADMM) in float32 with tolerance 1e-3: on lsun100 at 80 % missing the same PSNR as SPEC's
-float64 / 1.25e-4 (3 images: 25.35 vs 25.38 dB for ALOHA) at a seventh of the CPU time. The default of
-`esdiff inpaint` for both the sampler's start and ALOHA; ``LowRankConfig()`` is the faithful one."""
+"""ALOHA's default: LMaFit (and ADMM) in float32 with tolerance 1e-3, measured to give ALOHA the PSNR of
+SPEC's float64 / 1.25e-4 at a fraction of the CPU time (README); ``LowRankConfig()`` is the faithful one."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,25 @@ class SamplerConfig:
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 
+DEFAULT_SAMPLER = SamplerConfig(
+    steps=25,
+    start="lmafit-noisy",
+    t_start=0.5,
+    low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2),
+)
+"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement to fit
+the CPU budget (README, "Defaults"); ``SamplerConfig()`` holds SPEC's faithful settings. 25 steps score
+like 50 and more; the start needs only a rough LMaFit estimate, because the sampler's ADMM steps keep
+refining U and V, so a loose tolerance (in float32) is as good and cheaper; the noisy LMaFit start from
+t = 0.5 avoids the corrector blow-up of a clean start at sigma_max (its step size grows as
+1/||score||^2)."""
+
+NCSNPP_SAMPLER = dataclasses.replace(DEFAULT_SAMPLER, start="noise", t_start=1.0, steps=50)
+"""The NCSN++ baseline: the same predictor-corrector sampler, but a pure diffusion sampler, so it starts
+from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank part) and takes 50 steps, since it
+has the whole noise range to cover (measured: README)."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything a checkpoint needs to rebuild its network and encoding."""
@@ -208,6 +227,58 @@ class ModelConfig:
     mpt: MPTConfig = field(default_factory=MPTConfig)
     sde: SDEConfig = field(default_factory=SDEConfig)
     precond: PrecondConfig = field(default_factory=PrecondConfig)
+
+
+PATCH_SIZE = 64
+"""The side of the patches the sampler cuts (``esdiff.patches``), which every model must take."""
+
+
+def model_config_problems(cfg: ModelConfig) -> list[str]:
+    """What makes a model config impossible to build or sample with, one phrase each naming its field
+    (empty: none). Checkpoints are checked with it at load."""
+    net, mpt, sde = cfg.network, cfg.mpt, cfg.sde
+    problems = [
+        f"{name} must be a positive integer (got {value!r})"
+        for name, value in [
+            ("network.channels", net.channels),
+            ("network.nf", net.nf),
+            ("network.num_res_blocks", net.num_res_blocks),
+            ("network.image_size", net.image_size),
+            ("mpt.size", mpt.size),
+            *((f"network.ch_mult[{i}]", m) for i, m in enumerate(net.ch_mult)),
+        ]
+        if not _is_positive_int(value)
+    ]
+    if not net.ch_mult:
+        problems.append("network.ch_mult must name at least one level")
+    elif PATCH_SIZE % 2 ** (len(net.ch_mult) - 1):
+        problems.append(
+            f"network.ch_mult has {len(net.ch_mult)} levels: too many for {PATCH_SIZE}-pixel patches"
+        )
+    if not net.fir_kernel or not _is_finite(sum(net.fir_kernel)) or sum(net.fir_kernel) <= 0:
+        problems.append(f"network.fir_kernel must be non-empty with a positive sum (got {net.fir_kernel!r})")
+    if not (_is_finite(net.dropout) and 0 <= net.dropout < 1):
+        problems.append(f"network.dropout must be in [0, 1) (got {net.dropout!r})")
+    if not (_is_finite(net.fourier_scale) and net.fourier_scale > 0):
+        problems.append(f"network.fourier_scale must be positive (got {net.fourier_scale!r})")
+    if mpt.enabled and mpt.size != PATCH_SIZE:
+        problems.append(f"mpt.size must be the {PATCH_SIZE}-pixel patch size (got {mpt.size!r})")
+    if not _is_finite(mpt.ratio):
+        problems.append(f"mpt.ratio must be a finite number (got {mpt.ratio!r})")
+    if not (_is_finite(sde.sigma_min) and _is_finite(sde.sigma_max) and 0 < sde.sigma_min < sde.sigma_max):
+        got = f"sigma_min {sde.sigma_min!r}, sigma_max {sde.sigma_max!r}"
+        problems.append(f"sde needs 0 < sigma_min < sigma_max (got {got})")
+    if not (_is_finite(sde.eps) and 0 < sde.eps < 1):
+        problems.append(f"sde.eps must be in (0, 1) (got {sde.eps!r})")
+    return problems
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -53,7 +53,8 @@ def slug(spec: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    import skimage
+    from importlib.metadata import version
+
     import torch
 
     import esdiff
@@ -62,7 +63,7 @@ def versions() -> dict[str, str]:
         "esdiff": esdiff.__version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "scikit-image": skimage.__version__,
+        "scikit-image": version("scikit-image"),
     }
 
 
@@ -95,7 +96,8 @@ def job_mask(out: Path, image: BenchImage, spec: str) -> np.ndarray:
     if path.exists():
         return load_mask(path, shape=image.pixels.shape[:2])
     path.parent.mkdir(parents=True, exist_ok=True)
-    known = generate_mask(spec, *image.pixels.shape[:2], seed=mask_seed(image.name, spec))
+    height, width = image.pixels.shape[:2]
+    known = generate_mask(spec, height, width, seed=mask_seed(image.name, spec))
     save_mask(path, known)
     return known
 

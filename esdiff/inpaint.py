@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,36 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import FAST_LMAFIT, SamplerConfig
+from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.patches import GRID_SHIFTS, make_grid
 from esdiff.prior import load
-from esdiff.sampler import STEP_LISTS, Encoding, Step, sample_patches
+from esdiff.sampler import STEP_LISTS, Encoding, StepList, sample_patches
 from esdiff.sde import VESDE
-
-
-def default_sampler_config() -> SamplerConfig:
-    """The defaults of `esdiff inpaint`, chosen by measurement to fit the CPU budget (see README).
-
-    25 steps gave the same PSNR as 50 on lsun100 at 80 % missing; the start needs only a rough LMaFit
-    estimate, because the sampler's ADMM steps keep refining U and V: tolerance 1e-2 (float32) gave
-    26.34 dB against 26.21 (3e-3) and 25.98 (1e-3) on lsun100[:2] at 80 % missing, and is cheaper; the
-    noisy LMaFit start avoids the corrector blow-up of a clean start at sigma_max (its step size grows
-    as 1/||score||^2)."""
-    return SamplerConfig(
-        steps=25,
-        start="lmafit-noisy",
-        t_start=0.5,
-        low_rank=replace(FAST_LMAFIT, lmafit_tol=1e-2),
-    )
-
-
-def ncsnpp_sampler_config() -> SamplerConfig:
-    """The NCSN++ baseline: the same predictor-corrector sampler, but a pure diffusion sampler, so it
-    starts from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank part) and takes 50
-    steps, since it has the whole noise range to cover (lsun100 image 0 at 80 % missing with the shipped
-    model: 23.88 dB at 25 steps, 25.34 dB at 50)."""
-    return replace(default_sampler_config(), start="noise", t_start=1.0, steps=50)
 
 
 def patch_generators(seed: int, count: int) -> list[torch.Generator]:
@@ -56,18 +32,22 @@ def inpaint_image(
     progress: Callable[..., None] | None = None,
     model: str | Path | None = None,
     steps: int | None = None,
-    patch_batch: int = 25,
     config: SamplerConfig | None = None,
     step_list: str | None = None,
 ) -> np.ndarray:
     """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False); with
-    ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids."""
-    cfg = config or default_sampler_config()
-    cfg = replace(cfg, steps=steps or cfg.steps, patch_batch=patch_batch)
+    ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
+
+    ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
+    count. ``step_list`` names an entry of ``STEP_LISTS`` (default: ``esdiff``, or ``no-lowrank`` for a
+    model without MPT)."""
+    cfg = config or DEFAULT_SAMPLER
+    if steps is not None:
+        cfg = replace(cfg, steps=steps)
     if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
         raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
     prior, keep, sde = load(str(model) if model else None, device)
-    steps_used = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
+    chosen = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
     @torch.inference_mode()
@@ -87,7 +67,7 @@ def inpaint_image(
             score=score,
             encoding=encoding,
             sde=sde,
-            steps_used=steps_used,
+            step_list=chosen,
             cfg=cfg,
             seed=seed,
             device=device,
@@ -104,7 +84,7 @@ def sample_image(
     score: Callable[[Tensor, float], Tensor],
     encoding: Encoding,
     sde: VESDE,
-    steps_used: Sequence[Step],
+    step_list: StepList,
     cfg: SamplerConfig,
     seed: int,
     device: str,
@@ -134,7 +114,7 @@ def sample_image(
             known_all[part].to(device),
             cfg,
             generators[part],
-            steps_used,
+            step_list,
             callback,
         )
         out.append(x.cpu())

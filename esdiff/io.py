@@ -6,10 +6,12 @@ file appears complete or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import os
-import tempfile
+import secrets
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,25 +136,66 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, bit_depth: int
     atomic_write_bytes(path, _encode(pixels, bit_depth, suffix))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    folder = path.parent if str(path.parent) else Path(".")
+def atomic_write(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> None:
+    """Write ``path`` so that it appears whole or not at all.
+
+    ``fill`` writes a temporary file in the same folder, which is flushed to disk (fsync) and renamed over
+    ``path``. The file gets the permissions of any new file (``0o666`` less the umask, applied by the
+    system, never by changing the process-wide umask). An OS error while writing (a full disk, no
+    permission) is one EsdiffError naming the file and the reason; the temporary file is removed.
+    """
+    path = Path(path)
+    folder = path.parent
     if not folder.is_dir():
         raise EsdiffError(f"{path}: folder {folder} does not exist")
+    tmp: Path | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise EsdiffError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        tmp = _new_temp_file(path)
+        fill(tmp)
+        _fsync(tmp, os.O_RDWR)
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise EsdiffError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
+    with contextlib.suppress(OSError):  # best effort: not every system can sync a folder
+        _fsync(folder, os.O_RDONLY)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """:func:`atomic_write` of ``data``."""
+
+    def fill(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, fill)
+
+
+def _new_temp_file(path: Path) -> Path:
+    """An empty ``.<name>.<random>.tmp`` beside ``path``, created with mode 0o666 less the umask."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(tmp: Path | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:

@@ -128,7 +128,7 @@ def lmafit(
     data = (M.transpose(1, 2) if flip else M).to(dtype) * W
     B, p, q = data.shape
     adaptive = rank is None
-    k0 = int(init[0].shape[-1]) if init is not None else (start_rank if adaptive else int(rank))
+    k0 = int(init[0].shape[-1]) if init is not None else (start_rank if rank is None else rank)
     if not 1 <= k0 <= min(p, q) or rank_step < 1:
         raise ValueError(f"need a start rank in [1, {min(p, q)}] (got {k0}) and rank_step >= 1")
     start = time.perf_counter()

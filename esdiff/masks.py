@@ -47,32 +47,49 @@ def is_mask_spec(text: str) -> bool:
     return text in _TEXTS or (":" in text and text.split(":", 1)[0] in _KINDS)
 
 
+def check_mask_spec(spec: str) -> None:
+    """Check a generator spec's syntax and numbers, for any image size (an EsdiffError if bad)."""
+    _parse(spec)
+
+
+def _parse(spec: str) -> tuple[str, tuple[float, ...]]:
+    """``spec`` as its kind and numbers: ``(text1|text2, ())``, ``(random, (P,))``, ``(block, (SIZE,
+    P))`` or ``(box, (X, Y, W, H))``."""
+    if spec in _TEXTS:
+        return spec, ()
+    if not is_mask_spec(spec):
+        raise EsdiffError(f"unknown mask spec {spec!r}; {SPEC_HELP}")
+    kind, _, args = spec.partition(":")
+    if kind == "random":
+        return kind, (_fraction(args, spec),)
+    if kind == "block":
+        size_text, sep, p_text = args.partition(":")
+        if not sep:
+            raise EsdiffError(f"bad mask spec {spec!r}: expected 'block:SIZE:P'; {SPEC_HELP}")
+        return kind, (_positive_int(size_text, spec), _fraction(p_text, spec))
+    parts = args.split(",")
+    if len(parts) != 4:
+        raise EsdiffError(f"bad mask spec {spec!r}: expected 'box:X,Y,W,H'; {SPEC_HELP}")
+    return kind, (*(_int(p, spec) for p in parts[:2]), *(_positive_int(p, spec) for p in parts[2:]))
+
+
 def generate_mask(spec: str, height: int, width: int, seed: int = 0) -> np.ndarray:
     """Generate the seeded ``known`` mask (bool H x W) that ``spec`` describes; see ``SPEC_HELP``."""
     if height <= 0 or width <= 0:
         raise EsdiffError(f"mask size must be positive, got {height}x{width}")
     if seed < 0:
         raise EsdiffError(f"mask seed must be non-negative, got {seed}")
-    if spec in _TEXTS:
-        return _text_mask(spec, height, width, seed)
-    if not is_mask_spec(spec):
-        raise EsdiffError(f"unknown mask spec {spec!r}; {SPEC_HELP}")
-    kind, _, args = spec.partition(":")
+    kind, numbers = _parse(spec)
+    if kind in _TEXTS:
+        return _text_mask(kind, height, width, seed)
     if kind == "random":
-        return _random_mask(_fraction(args, spec), height, width, seed)
+        return _random_mask(numbers[0], height, width, seed)
     if kind == "block":
-        size_text, sep, p_text = args.partition(":")
-        if not sep:
-            raise EsdiffError(f"bad mask spec {spec!r}: expected 'block:SIZE:P'; {SPEC_HELP}")
-        size = _positive_int(size_text, spec)
+        size, p = int(numbers[0]), numbers[1]
         if size > min(height, width):
             raise EsdiffError(f"bad mask spec {spec!r}: block size {size} exceeds the {height}x{width} image")
-        return _block_mask(size, _fraction(p_text, spec), height, width, seed)
-    parts = args.split(",")
-    if len(parts) != 4:
-        raise EsdiffError(f"bad mask spec {spec!r}: expected 'box:X,Y,W,H'; {SPEC_HELP}")
-    x, y = (_int(p, spec) for p in parts[:2])
-    w, h = (_positive_int(p, spec) for p in parts[2:])
+        return _block_mask(size, p, height, width, seed)
+    x, y, w, h = (int(v) for v in numbers)
     return _box_mask(x, y, w, h, height, width, spec)
 
 
@@ -257,12 +274,29 @@ def save_mask(path: str | Path, known: np.ndarray) -> None:
 
 
 def resolve_mask(
-    spec_or_path: str, height: int, width: int, *, seed: int = 0, invert: bool = False
+    mask: str, height: int, width: int, *, seed: int = 0, invert: bool = False, stem: str | None = None
 ) -> np.ndarray:
-    """Generate the mask a spec names, or load a mask file checked against H x W; ``invert`` flips it."""
-    if is_mask_spec(spec_or_path):
-        known = generate_mask(spec_or_path, height, width, seed)
-        return ~known if invert else known
-    if not Path(spec_or_path).is_file():
-        raise EsdiffError(f"mask {spec_or_path!r} is neither a mask spec nor an existing file; {SPEC_HELP}")
-    return load_mask(spec_or_path, invert=invert, shape=(height, width))
+    """The ``known`` mask that ``mask`` names for an ``height x width`` image: a generator spec (drawn
+    with ``seed``), a mask file, or a folder holding one mask file per image, found by the image's
+    ``stem``. ``invert`` reads mask files as white = known; a generated mask has no such convention."""
+    if is_mask_spec(mask):
+        if invert:
+            raise EsdiffError(f"--invert-mask applies to mask files, not to the generated mask {mask!r}")
+        return generate_mask(mask, height, width, seed)
+    path = Path(mask)
+    if path.is_dir():
+        if stem is None:
+            raise EsdiffError(f"mask {mask!r} is a folder: give a mask file or a spec")
+        path = _find_by_stem(path, stem)
+    elif not path.is_file():
+        raise EsdiffError(f"mask {mask!r} is neither a mask spec nor an existing file; {SPEC_HELP}")
+    return load_mask(path, invert=invert, shape=(height, width))
+
+
+def _find_by_stem(folder: Path, stem: str) -> Path:
+    from esdiff.io import IMAGE_SUFFIXES
+
+    for candidate in sorted(folder.iterdir()):
+        if candidate.stem == stem and candidate.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
+            return candidate
+    raise EsdiffError(f"{folder}: no mask named {stem}.* for image {stem}")

@@ -1,21 +1,62 @@
-"""One entry point for every inpainting method a user can pick by name."""
+"""The one registry of inpainting methods a user can pick by name, and the entry point that runs them.
+
+Kept free of heavy imports (numpy, torch, the baselines load when a method runs), so that the command
+line can build its choices from ``METHODS`` without slowing ``esdiff --help``.
+"""
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from esdiff.config import DEFAULT_SAMPLER, NCSNPP_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Progress = Callable[..., None]
 
-METHODS: tuple[str, ...] = ("esdiff", "ncsnpp", "aloha", "biharmonic", "kernel-regression", "ksvd", "dip")
-"""Every method by name: ESDiff, the paper's baselines, and scikit-image's biharmonic reference."""
+
+@dataclass(frozen=True)
+class Sampler:
+    """A score-based sampler method: ``esdiff.inpaint.inpaint_image`` with its own defaults."""
+
+    config: SamplerConfig
+    step_list: str | None = None
+    """An entry of ``esdiff.sampler.STEP_LISTS``; None: chosen by the model (``no-lowrank`` without MPT)."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A comparison method: ``<module>.inpaint(image, known, *, seed, progress, **settings)``."""
+
+    module: str
+    on_device: bool = False
+    """It runs on torch and takes ``device``."""
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "esdiff": Sampler(DEFAULT_SAMPLER),
+    "ncsnpp": Sampler(NCSNPP_SAMPLER, "no-lowrank"),
+}
+"""ESDiff, and the paper's NCSN++ baseline: the same sampler with a 3-channel model and no low-rank step."""
+
+BASELINES: dict[str, Baseline] = {
+    "aloha": Baseline("esdiff.baselines.aloha", on_device=True),
+    "biharmonic": Baseline("esdiff.baselines.biharmonic"),
+    "kernel-regression": Baseline("esdiff.baselines.kernel_regression"),
+    "ksvd": Baseline("esdiff.baselines.ksvd"),
+    "dip": Baseline("esdiff.baselines.dip", on_device=True),
+}
+"""The paper's other comparison methods, and scikit-image's biharmonic reference."""
+
+METHODS: tuple[str, ...] = (*SAMPLERS, *BASELINES)
+"""Every method by name."""
 
 
 @dataclass
@@ -32,6 +73,11 @@ def default_model(name: str) -> Path | None:
     from esdiff.prior import BUILTIN_MODEL, NCSNPP_MODEL
 
     return {"esdiff": BUILTIN_MODEL, "ncsnpp": NCSNPP_MODEL}.get(name)
+
+
+def baseline(name: str) -> Callable[..., np.ndarray]:
+    """The ``inpaint`` function of a baseline (imported on first use)."""
+    return importlib.import_module(BASELINES[name].module).inpaint
 
 
 def check_mask(known: np.ndarray, shape: tuple[int, int]) -> None:
@@ -54,38 +100,37 @@ def run_method(
     options: MethodOptions,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """Inpaint ``image`` (float HxWx3 in [0, 1]) where ``known`` is False; known pixels come back exactly."""
+    """Inpaint ``image`` (float HxWx3 in [0, 1]) where ``known`` is False; known pixels come back exactly.
+
+    A result with a non-finite pixel (a diverged sampler) is an EsdiffError, never an image."""
+    import numpy as np
+
+    if name not in METHODS:
+        raise EsdiffError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
     check_mask(known, image.shape[:2])
     if known.all():
         warnings.warn("mask has no missing pixel: returning the input unchanged", stacklevel=2)
         return image.copy()
     observed = np.where(known[..., None], image, 0.0)
-    if name == "aloha":
-        from esdiff.baselines import aloha
+    settings = dict(options.settings)
+    if name in SAMPLERS:
+        from esdiff.inpaint import inpaint_image
 
-        result = aloha.inpaint(
-            observed, known, seed=options.seed, progress=progress, device=options.device, **options.settings
-        )
-    elif name in ("esdiff", "ncsnpp"):
-        from esdiff.inpaint import inpaint_image, ncsnpp_sampler_config
-
-        settings = dict(options.settings)
+        sampler = SAMPLERS[name]
         if settings.get("model") is None:
             settings["model"] = default_model(name)
-        if name == "ncsnpp":
-            settings.setdefault("step_list", "no-lowrank")
-            settings.setdefault("config", ncsnpp_sampler_config())
+        settings.setdefault("config", sampler.config)
+        if sampler.step_list is not None:
+            settings.setdefault("step_list", sampler.step_list)
         result = inpaint_image(
             observed, known, seed=options.seed, device=options.device, progress=progress, **settings
         )
-    elif name in METHODS:
-        from esdiff.baselines.registry import BASELINES
-
-        settings = dict(options.settings)
-        if name == "dip":
-            settings.setdefault("device", options.device)
-        result = BASELINES[name](observed, known, seed=options.seed, progress=progress, **settings)
     else:
-        raise EsdiffError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
+        if BASELINES[name].on_device:
+            settings.setdefault("device", options.device)
+        result = baseline(name)(observed, known, seed=options.seed, progress=progress, **settings)
+    bad = int((~np.isfinite(result[~known])).sum())
+    if bad:
+        raise EsdiffError(f"{name} produced {bad} non-finite (NaN/Inf) values: no result is written")
     result = np.where(known[..., None], image, np.clip(result, 0.0, 1.0))
     return result.astype(image.dtype)

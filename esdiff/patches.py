@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from esdiff.config import TilingMode
+from esdiff.config import PATCH_SIZE, TilingMode
 
-PATCH = 64
+PATCH = PATCH_SIZE
 PAD = 32
 MARGIN = 4
 STRIDE = PATCH - 2 * MARGIN + 1  # 57

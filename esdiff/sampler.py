@@ -2,13 +2,14 @@
 
 One sampler step at noise level ``sigma_i`` runs the step list once. ESDiff's list (SPEC 3.4) is
 ``[predictor, low_rank, data_consistency, corrector, low_rank, data_consistency]``; the ablations of the
-paper's Table IV are other lists (``STEP_LISTS``). Randomness comes from one generator per patch, seeded
-from the image's seed and the patch index, so a result does not depend on how patches are batched.
+paper's Table IV are other lists (``STEP_LISTS``), each saying whether it needs the low-rank state.
+Randomness comes from one generator per patch, seeded from the image's seed and the patch index, so a
+result does not depend on how patches are batched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -43,7 +44,7 @@ class State:
     ``state="mpt"`` also the network-space object ``psi`` and the RGB ``psi_x`` it decoded to."""
 
     x: Tensor
-    lr: LowRankState | None
+    lowrank_state: LowRankState | None
     psi: Tensor | None = None
     psi_x: Tensor | None = None
 
@@ -125,12 +126,13 @@ def corrector(state: State, ctx: Context) -> State:
 
 def low_rank(state: State, ctx: Context) -> State:
     """One ADMM iteration on the block-Hankel matrix of ``x`` (Eqs. 17-20), back through ``H^+``."""
-    assert state.lr is not None, "low_rank needs the LMaFit start"
+    lrs = state.lowrank_state
+    assert lrs is not None, "low_rank needs the LMaFit start (a StepList with needs_low_rank)"
     window = ctx.cfg.low_rank.window
-    hx = hankel(state.x.to(state.lr.U.dtype), window)
-    U, V, L, x_lr = admm_step(hx, state.lr.U, state.lr.V, state.lr.L, ctx.cfg.low_rank.mu)
-    x = hankel_pinv(x_lr, window, tuple(state.x.shape[-2:])).to(state.x.dtype)
-    return replace(state, x=x, lr=LowRankState(U, V, L))
+    hx = hankel(state.x.to(lrs.U.dtype), window)
+    U, V, L, x_lr = admm_step(hx, lrs.U, lrs.V, lrs.L, ctx.cfg.low_rank.mu)
+    x = hankel_pinv(x_lr, window, (state.x.shape[-2], state.x.shape[-1])).to(state.x.dtype)
+    return replace(state, x=x, lowrank_state=LowRankState(U, V, L))
 
 
 def data_consistency(state: State, ctx: Context) -> State:
@@ -138,25 +140,39 @@ def data_consistency(state: State, ctx: Context) -> State:
     return replace(state, x=ctx.op.prox_l2(state.x, ctx.y, ctx.cfg.dc_lambda))
 
 
-STEP_LISTS: dict[str, tuple[Step, ...]] = {
-    "esdiff": (predictor, low_rank, data_consistency, corrector, low_rank, data_consistency),
-    "no-lowrank": (predictor, data_consistency, corrector, data_consistency),
+@dataclass(frozen=True)
+class StepList:
+    """The steps run once per noise level, in order."""
+
+    functions: tuple[Step, ...]
+    needs_low_rank: bool
+    """The list holds ``low_rank``, so the start must set up its ADMM state (LMaFit), whatever the start."""
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.functions)
+
+
+STEP_LISTS: dict[str, StepList] = {
+    "esdiff": StepList(
+        (predictor, low_rank, data_consistency, corrector, low_rank, data_consistency), needs_low_rank=True
+    ),
+    "no-lowrank": StepList((predictor, data_consistency, corrector, data_consistency), needs_low_rank=False),
 }
 """Algorithm 1 and its ablation without the low-rank step (the NCSN++ baseline with a 3-channel model)."""
 
 
-def start_state(y: Tensor, known: Tensor, ctx: Context, steps: Sequence[Step]) -> State:
+def start_state(y: Tensor, known: Tensor, ctx: Context, step_list: StepList) -> State:
     """LMaFit start ``x = DC(H^+(U V^T - L0))`` (lab), the same plus noise at the first level, or
     ``y D + sigma_0 z (1 - D)`` (sde)."""
-    lr, x = None, None
-    if low_rank in steps or ctx.cfg.start != "noise":
-        lr, x, _ = init_low_rank(y, known, ctx.cfg.low_rank)
+    lowrank_state, x = None, None
+    if step_list.needs_low_rank or ctx.cfg.start != "noise":
+        lowrank_state, x, _ = init_low_rank(y, known, ctx.cfg.low_rank)
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
         x = y * known + ctx.sigma * ctx.noise(y) * ~known
     elif ctx.cfg.start == "lmafit-noisy":
         x = x + ctx.sigma * ctx.noise(y)
-    return State(x=x, lr=lr)
+    return State(x=x, lowrank_state=lowrank_state)
 
 
 def noise_schedule(sde: VESDE, steps: int, t_start: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -175,20 +191,20 @@ def sample_patches(
     known: Tensor,
     cfg: SamplerConfig,
     generators: Sequence[torch.Generator],
-    steps: Sequence[Step] = STEP_LISTS["esdiff"],
+    step_list: StepList = STEP_LISTS["esdiff"],
     callback: Callable[[int, int], None] | None = None,
 ) -> Tensor:
-    """Run the step list for ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
+    """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
     ``known [B, 1, 64, 64]`` marks observed pixels; returns the final iterate (no oracle selection).
     """
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
-    state = start_state(y, known, ctx, steps)
+    state = start_state(y, known, ctx, step_list)
     for i in range(cfg.steps):
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
-        for step in steps:
+        for step in step_list:
             state = step(state, ctx)
         if callback is not None:
             callback(i + 1, cfg.steps)

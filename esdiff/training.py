@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,8 +131,8 @@ def ema_update(ema: nn.Module, model: nn.Module, num_updates: int, rate: float) 
     decay = min(rate, (1 + num_updates) / (10 + num_updates))
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p, 1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), model.buffers(), strict=True):
+        eb.copy_(b)
 
 
 def encode(crops: Tensor, keep: Tensor, cfg: MPTConfig) -> Tensor:
@@ -213,8 +214,9 @@ def train(
         generator = torch.Generator().manual_seed(cfg.seed + group.rank)
         raw, ema, optimizer, keep, start = _initial_state(model_cfg, cfg, run_dir, resume, generator, group)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        raw.to(device, memory_format=fmt)
-        ema.to(device, memory_format=fmt).requires_grad_(False)
+        # Module.to takes memory_format (documented), but torch's overloads of it leave the keyword out.
+        raw.to(device, memory_format=fmt)  # type: ignore[call-overload]
+        ema.to(device, memory_format=fmt).requires_grad_(False)  # type: ignore[call-overload]
         _move_optimizer_state(optimizer, device)
         prior = Prior(raw, model_cfg.precond)
         model: nn.Module = prior
@@ -287,7 +289,13 @@ def train(
                 ema_update(ema, raw, step, cfg.ema_rate)
                 loss, stopping = group.mean_and_any(loss, stop.requested, device)
                 now = time.perf_counter()
-                record = {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "seconds": now - tick}
+                record: dict[str, Any] = {
+                    "step": step,
+                    "loss": loss,
+                    "lr": lr,
+                    "grad_norm": norm,
+                    "seconds": now - tick,
+                }
                 if validation is not None and (step % cfg.val_every == 0 or step == cfg.steps):
                     val = validation.psnr(ema_prior, _encoding(keep, model_cfg))
                     record["val_psnr"] = {str(k): v for k, v in val.items()}

@@ -57,9 +57,9 @@ def command(
 ) -> None:
     """Compare sampler variants of ESDiff on a benchmark (mean PSNR/SSIM per mask and variant)."""
     with cli_errors():
-        from esdiff.inpaint import default_sampler_config
+        from esdiff.config import DEFAULT_SAMPLER
 
-        table_of = variants(default_sampler_config())
+        table_of = variants(DEFAULT_SAMPLER)
         if list_variants:
             info(", ".join(table_of))
             return

@@ -95,8 +95,9 @@ def make_progress(quiet: bool = False) -> Progress:
     )
 
 
-def progress_callback(progress: Progress, description: str, total: int) -> Callable[..., None]:
-    """A library callback ``(done, total, **info)`` that advances one bar of ``progress``."""
+def progress_callback(progress: Progress, description: str, total: int | None) -> Callable[..., None]:
+    """A library callback ``(done, total, **info)`` that advances one bar of ``progress`` (``total``
+    None: unknown until the first call)."""
     task = progress.add_task(description, total=total, info="")
 
     def update(done: int, total: int, **info: object) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import time
@@ -13,18 +12,31 @@ from typing import Annotated, Any
 import typer
 
 from esdiff.errors import EsdiffError
-from esdiff_cli.common import Device, cli_errors, console, fail, info, make_progress, print_error
+from esdiff.methods import BASELINES, METHODS, SAMPLERS
+from esdiff_cli.common import (
+    Device,
+    cli_errors,
+    console,
+    fail,
+    info,
+    make_progress,
+    print_error,
+    progress_callback,
+)
 
 STDIO = "-"
+EXPERT = "Sampler options (esdiff, ncsnpp)"
+"""The --help panel of the sampler's expert settings, shown after the everyday options."""
 
 
-class Method(str, enum.Enum):
-    esdiff = "esdiff"
-    aloha = "aloha"
-    biharmonic = "biharmonic"
-    kernel_regression = "kernel-regression"
-    ksvd = "ksvd"
-    dip = "dip"
+def shown_default(name: str, low_rank: bool = False) -> str:
+    """A sampler setting's default as --help shows it, read from the samplers' configs (esdiff's value,
+    then any sampler whose own default differs)."""
+    values = {m: getattr(s.config.low_rank if low_rank else s.config, name) for m, s in SAMPLERS.items()}
+    first, *_ = values.values()
+    text = ("adaptive" if name == "rank" else "none") if first is None else str(first)
+    others = [f"{m} {v}" for m, v in values.items() if v != first]
+    return "; ".join([text, *others])
 
 
 @dataclass(frozen=True)
@@ -71,37 +83,19 @@ def plan_jobs(source: str, out: str | None, overwrite: bool) -> tuple[list[Job],
     return [Job(path.stem, path, dest)], False
 
 
-def find_by_stem(folder: Path, stem: str) -> Path:
-    from esdiff.io import IMAGE_SUFFIXES
-
-    for candidate in sorted(folder.iterdir()):
-        if candidate.stem == stem and candidate.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
-            return candidate
-    raise EsdiffError(f"{folder}: no mask named {stem}.* for image {stem}")
-
-
-def resolve_job_mask(mask: str, job: Job, shape: tuple[int, int], *, seed: int, invert: bool) -> Any:
-    from esdiff.masks import generate_mask, is_mask_spec, load_mask
-
-    if is_mask_spec(mask):
-        return generate_mask(mask, *shape, seed=seed)
-    path = Path(mask)
-    if path.is_dir():
-        path = find_by_stem(path, job.name)
-    return load_mask(path, invert=invert, shape=shape)
-
-
 def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]:
     """Read, inpaint, write one image; returns its summary."""
     from esdiff.io import decode_image, encode_png, read_image, write_image
-    from esdiff.masks import missing_fraction
+    from esdiff.masks import missing_fraction, resolve_mask
     from esdiff.methods import MethodOptions, check_mask, run_method
 
     if job.dest is not None and job.dest.exists() and not args["overwrite"]:
         raise EsdiffError(f"{job.dest}: exists (use --overwrite to replace it)")
     image = read_image(job.source) if job.source else decode_image(sys.stdin.buffer.read())
     shape = image.pixels.shape[:2]
-    known = resolve_job_mask(args["mask"], job, shape, seed=args["mask_seed"], invert=args["invert_mask"])
+    known = resolve_mask(
+        args["mask"], *shape, seed=args["mask_seed"], invert=args["invert_mask"], stem=job.name
+    )
     check_mask(known, shape)
     truth = None
     if args["gt"] is not None:
@@ -134,28 +128,28 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     return summary
 
 
-def sampler_config(sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
-    """The default sampler settings with the options the user gave; bad values are one error line."""
+def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
+    """The sampler config ``base`` with the options the user gave; bad values are one error line."""
     import dataclasses
     from typing import get_args
 
     from esdiff.config import FusionMode, PredictorMode, StartMode, StateMode, TilingMode
-    from esdiff.inpaint import default_sampler_config
 
-    choices = {
+    modes = {
         "start": StartMode,
         "fusion": FusionMode,
         "tiling": TilingMode,
         "state": StateMode,
         "predictor": PredictorMode,
     }
-    choices = {name: get_args(mode) for name, mode in choices.items()}
-    for name, allowed in choices.items():
+    for name, mode in modes.items():
+        allowed = get_args(mode)
         if sampler[name] is not None and sampler[name] not in allowed:
             raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
-    base = default_sampler_config()
-    lr = dataclasses.replace(base.low_rank, **{k: v for k, v in low_rank.items() if v is not None})
-    return dataclasses.replace(base, low_rank=lr, **{k: v for k, v in sampler.items() if v is not None})
+    low_rank_cfg = dataclasses.replace(base.low_rank, **{k: v for k, v in low_rank.items() if v is not None})
+    return dataclasses.replace(
+        base, low_rank=low_rank_cfg, **{k: v for k, v in sampler.items() if v is not None}
+    )
 
 
 def command(
@@ -169,63 +163,175 @@ def command(
         ),
     ],
     out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
-    method: Annotated[Method, typer.Option(help="Inpainting method.")] = Method.esdiff,
+    method: Annotated[str, typer.Option(help=f"Inpainting method: {', '.join(METHODS)}.")] = "esdiff",
     model: Annotated[
-        Path | None, typer.Option(help="Checkpoint from esdiff train (default: built-in).")
+        Path | None, typer.Option(help="Checkpoint from esdiff train (default: the method's shipped one).")
     ] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (esdiff method).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Sampler steps.", show_default=shown_default("steps"))
+    ] = None,
+    shifts: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=4,
+            help="Average 1-4 runs on patch grids offset by half a window (N x time).",
+            show_default=shown_default("shifts"),
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for every image (results do not depend on batching).")] = 0,
     mask_seed: Annotated[int, typer.Option(help="Seed of generated masks.")] = 0,
     invert_mask: Annotated[
         bool, typer.Option("--invert-mask", help="Mask files mark KNOWN pixels white.")
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
-    patch_batch: Annotated[int, typer.Option(min=1, help="Patches processed at once (memory bound).")] = 25,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    start: Annotated[str | None, typer.Option(help="Sampler start: lmafit, lmafit-noisy or noise.")] = None,
-    t_start: Annotated[float | None, typer.Option(min=1e-4, max=1.0, help="Time of the first step.")] = None,
-    snr: Annotated[float | None, typer.Option(min=0.0, help="Corrector signal-to-noise ratio.")] = None,
-    predictor_noise: Annotated[bool | None, typer.Option(help="Add noise in the predictor.")] = None,
-    corrector_samples: Annotated[int | None, typer.Option(min=0, help="Langevin steps per level.")] = None,
-    predictor: Annotated[
-        str | None, typer.Option(help="Predictor: reverse-diffusion (paper) or ddim (deterministic).")
-    ] = None,
-    corrector_cap: Annotated[
-        float | None, typer.Option(min=0.0, help="Largest Langevin step, times sigma^2.")
-    ] = None,
-    fusion: Annotated[str | None, typer.Option(help="i-MPT fusion: softmax, softmax0 or mean.")] = None,
-    tiling: Annotated[str | None, typer.Option(help="Patches: overlap (lab) or tile.")] = None,
-    state: Annotated[
+    start: Annotated[
         str | None,
-        typer.Option(help="Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels)."),
-    ] = None,
-    shifts: Annotated[
-        int | None,
         typer.Option(
-            min=1, max=4, help="Average 1-4 runs on patch grids offset by half a window (N x time)."
+            help="Start: lmafit, lmafit-noisy or noise.",
+            show_default=shown_default("start"),
+            rich_help_panel=EXPERT,
         ),
     ] = None,
-    mu: Annotated[float | None, typer.Option(min=0.0, help="ADMM penalty of the low-rank step.")] = None,
-    rank: Annotated[
-        int | None, typer.Option(min=1, max=191, help="Fixed Hankel rank (default adaptive).")
+    t_start: Annotated[
+        float | None,
+        typer.Option(
+            min=1e-4,
+            max=1.0,
+            help="Time of the first step.",
+            show_default=shown_default("t_start"),
+            rich_help_panel=EXPERT,
+        ),
     ] = None,
-    lmafit_tol: Annotated[float | None, typer.Option(min=0.0, help="LMaFit tolerance.")] = None,
-    lmafit_max_iter: Annotated[int | None, typer.Option(min=1, help="LMaFit iteration cap.")] = None,
+    snr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Corrector signal-to-noise ratio.",
+            show_default=shown_default("snr"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    predictor_noise: Annotated[
+        bool | None,
+        typer.Option(
+            help="Add noise in the predictor.",
+            show_default=shown_default("predictor_noise"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    corrector_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Langevin steps per level.",
+            show_default=shown_default("corrector_samples"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    predictor: Annotated[
+        str | None,
+        typer.Option(
+            help="Predictor: reverse-diffusion (paper) or ddim (deterministic).",
+            show_default=shown_default("predictor"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    corrector_cap: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Largest Langevin step, times sigma^2 (none: unbounded).",
+            show_default=shown_default("corrector_cap"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    fusion: Annotated[
+        str | None,
+        typer.Option(
+            help="i-MPT fusion: softmax, softmax0 or mean.",
+            show_default=shown_default("fusion"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    tiling: Annotated[
+        str | None,
+        typer.Option(
+            help="Patches: overlap (lab) or tile.",
+            show_default=shown_default("tiling"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels).",
+            show_default=shown_default("state"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    mu: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="ADMM penalty of the low-rank step.",
+            show_default=shown_default("mu", low_rank=True),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    rank: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=191,
+            help="Fixed Hankel rank.",
+            show_default=shown_default("rank", low_rank=True),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    lmafit_tol: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="LMaFit tolerance.",
+            show_default=shown_default("lmafit_tol", low_rank=True),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    lmafit_max_iter: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="LMaFit iteration cap.",
+            show_default=shown_default("lmafit_max_iter", low_rank=True),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
+    patch_batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Patches processed at once (memory bound; also ALOHA's).",
+            show_default=shown_default("patch_batch"),
+            rich_help_panel=EXPERT,
+        ),
+    ] = None,
 ) -> None:
     """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask)."""
     with cli_errors():
+        if method not in METHODS:
+            raise fail(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
         jobs, is_folder = plan_jobs(source, out, overwrite)
         if json_out and any(job.dest is None for job in jobs):
             raise fail("--json prints on stdout, which -o - already uses")
         if gt is not None and is_folder:
             raise fail("--gt takes one ground-truth image; use esdiff evaluate for folders")
-        settings: dict[str, Any] = {}
-        if method in (Method.esdiff, Method.aloha):
-            settings["patch_batch"] = patch_batch
         sampler = {
+            "steps": steps,
             "start": start,
             "t_start": t_start,
             "snr": snr,
@@ -237,44 +343,44 @@ def command(
             "tiling": tiling,
             "state": state,
             "shifts": shifts,
+            "patch_batch": patch_batch,
         }
         low_rank = {"mu": mu, "rank": rank, "lmafit_tol": lmafit_tol, "lmafit_max_iter": lmafit_max_iter}
-        given = [
-            k for k, v in {**sampler, **low_rank, "model": model, "steps": steps}.items() if v is not None
-        ]
-        if method == Method.esdiff:
-            settings.update(model=model, steps=steps, config=sampler_config(sampler, low_rank))
-        elif given:
-            raise fail(f"--{given[0].replace('_', '-')} applies to --method esdiff, not {method.value}")
+        settings: dict[str, Any] = {}
+        if method in SAMPLERS:
+            settings.update(model=model, config=sampler_config(SAMPLERS[method].config, sampler, low_rank))
+        else:
+            if method == "aloha" and patch_batch is not None:
+                settings["patch_batch"] = sampler.pop("patch_batch")
+            given = [k for k, v in {**sampler, **low_rank, "model": model}.items() if v is not None]
+            if given:
+                samplers = " or ".join(SAMPLERS)
+                raise fail(f"--{given[0].replace('_', '-')} applies to --method {samplers}, not {method}")
+        assert method in SAMPLERS or method in BASELINES
         from esdiff_cli.common import resolve_device
 
         args = {
             "mask": mask,
             "mask_seed": mask_seed,
             "invert_mask": invert_mask,
-            "method": method.value,
+            "method": method,
             "seed": seed,
             "device": str(resolve_device(device)),
             "settings": settings,
             "gt": gt,
             "overwrite": overwrite,
         }
-        if method == Method.esdiff:  # a bad checkpoint fails before any image is touched
+        if method in SAMPLERS:  # a bad checkpoint fails before any image is touched
+            from esdiff.methods import default_model
             from esdiff.prior import load
 
-            load(str(model) if model else None, args["device"])
+            load(str(model or default_model(method)), args["device"])
         summaries, failures = [], 0
         with make_progress(quiet) as progress:
             images_task = progress.add_task("images", total=len(jobs), info="") if is_folder else None
 
             def progress_for(name: str) -> Any:
-                task = progress.add_task(name, total=None, info="")
-
-                def update(done: int, total: int, **extra: Any) -> None:
-                    text = "  ".join(f"{k} {v}" for k, v in extra.items())
-                    progress.update(task, completed=done, total=total, info=text)
-
-                return update
+                return progress_callback(progress, name, None)
 
             for job in jobs:
                 try:

@@ -23,8 +23,13 @@ if TYPE_CHECKING:
     from esdiff.config import ModelConfig, TrainConfig
 
 
-Recipe = enum.Enum("Recipe", {name: name for name in ("score-sde", "edm", "edm-rgb", "edm-band")}, type=str)
-"""The names of ``esdiff.config.RECIPES`` (checked against it by a test; kept here so --help stays fast)."""
+class Recipe(str, enum.Enum):
+    """The names of ``esdiff.config.RECIPES`` (a test checks they agree; kept here so --help stays fast)."""
+
+    score_sde = "score-sde"
+    edm = "edm"
+    edm_rgb = "edm-rgb"
+    edm_band = "edm-band"
 
 
 class Preset(str, enum.Enum):

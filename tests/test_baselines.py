@@ -10,8 +10,8 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from esdiff.baselines import biharmonic, dip, kernel_regression, ksvd
-from esdiff.baselines.registry import BASELINES, DEFAULT_SETTINGS
+from esdiff.baselines import aloha, biharmonic, dip, kernel_regression, ksvd
+from esdiff.methods import BASELINES, METHODS, SAMPLERS, baseline
 
 # small settings so the whole file runs in well under a minute on 2 CPU cores
 FAST: dict[str, dict] = {
@@ -45,19 +45,21 @@ def problem() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def outputs(problem) -> dict[str, np.ndarray]:
     _, known, observed = problem
-    return {name: fn(observed, known, seed=0, **FAST[name]) for name, fn in BASELINES.items()}
+    return {name: baseline(name)(observed, known, seed=0, **settings) for name, settings in FAST.items()}
 
 
-def test_registry_lists_the_papers_baselines() -> None:
-    assert set(BASELINES) == {"biharmonic", "kernel-regression", "ksvd", "dip"}
-    assert set(DEFAULT_SETTINGS) == set(BASELINES)
+def test_registry_lists_the_papers_methods() -> None:
+    assert METHODS == ("esdiff", "ncsnpp", "aloha", "biharmonic", "kernel-regression", "ksvd", "dip")
+    assert set(METHODS) == set(SAMPLERS) | set(BASELINES)
     for module, name in [
+        (aloha, "aloha"),
         (biharmonic, "biharmonic"),
         (kernel_regression, "kernel-regression"),
         (ksvd, "ksvd"),
         (dip, "dip"),
     ]:
-        assert DEFAULT_SETTINGS[name] == module.DEFAULTS
+        assert baseline(name) is module.inpaint
+        assert isinstance(module.DEFAULTS, dict)
         assert module.__doc__ and "Default settings" in module.__doc__
 
 
@@ -81,7 +83,7 @@ def test_beats_zero_fill(name: str, problem, outputs) -> None:
 @pytest.mark.parametrize("name", ["biharmonic", "kernel-regression", "ksvd", "dip"])
 def test_deterministic(name: str, problem, outputs) -> None:
     _, known, observed = problem
-    again = BASELINES[name](observed, known, seed=0, **FAST[name])
+    again = baseline(name)(observed, known, seed=0, **FAST[name])
     np.testing.assert_array_equal(again, outputs[name])
 
 

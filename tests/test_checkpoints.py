@@ -178,6 +178,62 @@ def test_shapes_that_do_not_match_the_config(checkpoint: Path, tmp_path: Path) -
         load_model(rewrite_metadata(checkpoint, tmp_path / "junk.safetensors", config="{nope"))
 
 
+def test_header_length_that_looks_like_a_pickle_opcode(checkpoint: Path, tmp_path: Path) -> None:
+    """A safetensors file starts with its header length; when its low byte is 0x80 (a pickle's first
+    byte) it is still a safetensors file."""
+    path = rewrite_metadata(checkpoint, tmp_path / "padded.safetensors", pad="")
+    low = path.read_bytes()[0]
+    path = rewrite_metadata(checkpoint, path, pad="x" * ((0x80 - low) % 256))
+    assert path.read_bytes()[0] == 0x80
+    assert read_info(path).step == 7
+
+
+def rewrite_tensor(src: Path, dst: Path, name: str, value: float) -> Path:
+    """A copy of ``src`` with one entry of tensor ``name`` set to ``value`` (metadata kept)."""
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(src))
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[3] = value
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load(checkpoint: Path, tmp_path: Path, value: float) -> None:
+    bad = rewrite_tensor(checkpoint, tmp_path / "bad.safetensors", "ema.conv_in.weight", value)
+    with pytest.raises(EsdiffError, match=r"EMA weight conv_in.weight holds NaN or Inf"):
+        load_model(bad)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"network": {"channels": -3}}, r"network.channels must be a positive integer \(got -3\)"),
+        ({"network": {"nf": 0}}, r"network.nf must be a positive integer"),
+        ({"network": {"num_res_blocks": 0}}, r"network.num_res_blocks"),
+        ({"network": {"ch_mult": [1] * 8}}, r"network.ch_mult has 8 levels"),
+        ({"network": {"ch_mult": []}}, r"network.ch_mult must name at least one level"),
+        ({"network": {"channels": "12"}}, r"network.channels must be a positive integer \(got '12'\)"),
+        ({"sde": {"sigma_min": 5.0, "sigma_max": 1.0}}, r"sde needs 0 < sigma_min < sigma_max"),
+        ({"sde": {"sigma_max": float("inf")}}, r"sde needs 0 < sigma_min < sigma_max"),
+        ({"sde": {"eps": 0.0}}, r"sde.eps must be in \(0, 1\)"),
+        ({"mpt": {"size": 32}}, r"mpt.size must be the 64-pixel patch size"),
+    ],
+)
+def test_impossible_configs_are_refused_at_load(
+    checkpoint: Path, tmp_path: Path, change: dict, named: str
+) -> None:
+    config = dataclasses.asdict(TINY)
+    for part, fields in change.items():
+        config[part].update(fields)
+    bad = rewrite_metadata(checkpoint, tmp_path / "bad.safetensors", config=json.dumps(config))
+    with pytest.raises(EsdiffError, match="impossible model config: " + named):
+        read_info(bad)
+    with pytest.raises(EsdiffError, match=named):
+        load_model(bad)
+
+
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(EsdiffError, match="no such checkpoint"):
         load_model(tmp_path / "absent.safetensors")
@@ -200,6 +256,28 @@ def test_save_is_atomic_and_leaves_no_temp_files(
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(checkpoint, ema=load_training_state(checkpoint).ema, keep=keep, model_config=TINY)
     assert read_info(checkpoint).step == 7  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors"]
+
+
+def test_full_disk_names_the_checkpoint_and_keeps_the_old_one(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    def disk_full(tensors: object, filename: str, metadata: object = None) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on '
+            'device" })'
+        )
+
+    monkeypatch.setattr("esdiff.checkpoints.save_file", disk_full)
+    ema = load_training_state(checkpoint).ema
+    with pytest.raises(
+        EsdiffError, match=r"checkpoint.safetensors: cannot write \(No space left on device\)"
+    ):
+        save_checkpoint(checkpoint, ema=ema, keep=virtual_mask(2.81), model_config=TINY)
+    assert read_info(checkpoint).step == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors"]
 
 

@@ -82,6 +82,8 @@ def test_mask_command_writes_a_loadable_mask(tmp_path: Path) -> None:
         ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "nope"],
         ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "aloha", "--steps", "5"],
         ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "esdiff", "--model", "{text}"],
+        ["inpaint", "{photo}", "--mask", "random:0.5", "--shifts", "5"],
+        ["inpaint", "{photo}", "--mask", "random:0.5", "--invert-mask", "--method", "biharmonic"],
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, photo: Path, args: list[str]) -> None:

@@ -87,6 +87,13 @@ def test_protocols_and_seeds() -> None:
     assert parse_masks("table2") == MASK_PROTOCOLS["table2"] == ("random:0.8", "random:0.5")
     assert len(parse_masks("table1")) == 6
     assert parse_masks("box:1,2,3,4;random:0.5") == ("box:1,2,3,4", "random:0.5")
+    assert parse_masks("random:0.5,box:100,100,50,50,text1") == ("random:0.5", "box:100,100,50,50", "text1")
+    # specs are checked for syntax, not for their fit on some small image: these fit a 256 x 256 one
+    assert parse_masks("block:16:0.8") == ("block:16:0.8",)
+    assert parse_masks("box:100,100,50,50") == ("box:100,100,50,50",)
+    for bad in ("block:16", "box:1,2,3", "random:1.5", "block:0:0.5"):
+        with pytest.raises(EsdiffError, match="bad mask spec|missing fraction"):
+            parse_masks(bad)
     assert mask_seed("a", "text1") == mask_seed("a", "text1") != mask_seed("b", "text1")
     with pytest.raises(EsdiffError):
         parse_masks("zigzag:3")

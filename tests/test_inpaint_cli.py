@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,11 +78,14 @@ def test_file_in_file_out_keeps_known_pixels_and_is_reproducible(tmp_path: Path,
     assert np.array_equal(read_image(tmp_path / "a.png").pixels[known], read_image(src).pixels[known])
 
 
-def test_large_odd_image(tmp_path: Path, tiny_model: Path) -> None:
-    src = photo(tmp_path / "big.jpg", 500, 700)
+@pytest.mark.parametrize(
+    "size", [(150, 230), pytest.param((500, 700), marks=pytest.mark.slow)], ids=["150x230", "500x700"]
+)
+def test_odd_sized_jpeg(tmp_path: Path, tiny_model: Path, size: tuple[int, int]) -> None:
+    src = photo(tmp_path / "big.jpg", *size)
     result = esdiff("inpaint", str(src), "--mask", "text1", "--model", str(tiny_model), *CHEAP)
     assert result.returncode == 0, result.stderr.decode()
-    assert read_image(tmp_path / "big_inpainted.png").pixels.shape == (500, 700, 3)
+    assert read_image(tmp_path / "big_inpainted.png").pixels.shape == (*size, 3)
 
 
 def test_folder_with_mask_folder_reports_failures_per_image(tmp_path: Path, tiny_model: Path) -> None:
@@ -153,33 +159,170 @@ def test_foreign_checkpoints_are_refused(tmp_path: Path, kind: str) -> None:
     assert not (tmp_path / "img_inpainted.png").exists()
 
 
-def test_sampler_options_reach_the_sampler(tmp_path: Path, tiny_model: Path) -> None:
+def cli(*args: str) -> Any:
+    """``esdiff ARGS`` in this process (so that a test can patch the library)."""
+    from typer.testing import CliRunner
+
+    from esdiff_cli.app import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def error_line(result: Any) -> str:
+    """The one ``error:`` line of a failed in-process run (other lines are progress information)."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
+def test_sampler_options_reach_the_library(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each option lands in the settings handed to ``run_method``; unset ones keep the method's defaults."""
+    from esdiff.config import DEFAULT_SAMPLER, NCSNPP_SAMPLER
+
+    calls: list[tuple[str, Any]] = []
+
+    def run_method(name: str, image: np.ndarray, known: np.ndarray, options: Any, progress: Any) -> Any:
+        calls.append((name, options))
+        return image
+
+    monkeypatch.setattr("esdiff.methods.run_method", run_method)
     src = photo(tmp_path / "img.png", 64, 64)
-    model = ["--model", str(tiny_model), *CHEAP]
-    kept = esdiff(
-        "inpaint", str(src), "--mask", "random:0.5", "--state", "mpt", "-o", "kept.png", *model, cwd=tmp_path
+    base = ["inpaint", str(src), "--mask", "random:0.5", "-o", str(tmp_path / "o.png"), "--overwrite", "-q"]
+    assert cli(*base, "--model", str(tiny_model)).exit_code == 0
+    assert calls[-1][0] == "esdiff"
+    assert calls[-1][1].settings == {"model": tiny_model, "config": DEFAULT_SAMPLER}
+    sampler = ["--steps", "7", "--start", "noise", "--t-start", "0.8", "--snr", "0.1", "--predictor-noise"]
+    sampler += ["--corrector-samples", "2", "--fusion", "mean", "--tiling", "tile", "--state", "mpt"]
+    sampler += ["--shifts", "2", "--patch-batch", "9", "--mu", "3", "--rank", "12", "--lmafit-tol", "0.001"]
+    sampler += ["--lmafit-max-iter", "77"]
+    result = cli(*base, "--model", str(tiny_model), *sampler, "--seed", "4", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    low_rank = dataclasses.replace(
+        DEFAULT_SAMPLER.low_rank, mu=3.0, rank=12, lmafit_tol=0.001, lmafit_max_iter=77
     )
-    assert kept.returncode == 0, kept.stderr.decode()
-    plain = esdiff("inpaint", str(src), "--mask", "random:0.5", "-o", "plain.png", *model, cwd=tmp_path)
-    assert plain.returncode == 0, plain.stderr.decode()
-    assert not np.array_equal(
-        read_image(tmp_path / "kept.png").pixels, read_image(tmp_path / "plain.png").pixels
+    want = dataclasses.replace(
+        DEFAULT_SAMPLER,
+        steps=7,
+        start="noise",
+        t_start=0.8,
+        snr=0.1,
+        predictor_noise=True,
+        corrector_samples=2,
+        fusion="mean",
+        tiling="tile",
+        state="mpt",
+        shifts=2,
+        patch_batch=9,
+        low_rank=low_rank,
     )
-    bad = esdiff(
-        "inpaint", str(src), "--mask", "random:0.5", "--state", "hex", "-o", "bad.png", *model, cwd=tmp_path
+    name, options = calls[-1]
+    assert options.settings == {"model": tiny_model, "config": want}
+    assert (options.seed, options.device) == (4, "cpu")
+    assert cli(*base, "--method", "ncsnpp", "--steps", "9").exit_code == 0
+    assert calls[-1][0] == "ncsnpp"
+    assert calls[-1][1].settings == {"model": None, "config": dataclasses.replace(NCSNPP_SAMPLER, steps=9)}
+    assert cli(*base, "--method", "aloha", "--patch-batch", "5").exit_code == 0
+    assert calls[-1][0] == "aloha" and calls[-1][1].settings == {"patch_batch": 5}
+    assert cli(*base, "--method", "biharmonic").exit_code == 0
+    assert calls[-1][1].settings == {}
+    assert "--rank applies to --method esdiff or ncsnpp" in error_line(
+        cli(*base, "--method", "aloha", "--rank", "3")
     )
-    lines = [line for line in bad.stderr.decode().splitlines() if line.strip()]
-    assert bad.returncode != 0 and len(lines) == 1 and "--state" in lines[0], bad.stderr.decode()
-    assert not (tmp_path / "bad.png").exists()
-    many = esdiff(
-        "inpaint", str(src), "--mask", "random:0.5", "--shifts", "2", "-o", "two.png", *model, cwd=tmp_path
+    assert "--state must be one of rgb, mpt" in error_line(cli(*base, "--state", "hex"))
+    assert "--method must be one of esdiff, ncsnpp, aloha" in error_line(cli(*base, "--method", "magic"))
+    assert len(calls) == 5
+
+
+def test_shipped_model_beats_biharmonic_on_a_photo(tmp_path: Path) -> None:
+    """`esdiff inpaint` with the built-in model and its defaults on a 96x96 crop of the astronaut at 80 %
+    missing. Measured (torch 2.13, CPU): 25.98 dB against biharmonic's 24.28. The floor, 0.5 dB above
+    biharmonic, fails for a zero score (about 5 dB), a sign-flipped one (10 dB), the sampler without its
+    low-rank step (15 dB) or the start alone (6 dB)."""
+    from skimage import data
+
+    src = tmp_path / "crop.png"
+    write_image(src, (data.astronaut()[200:296, 220:316] / 255.0).astype(np.float32))
+    psnr = {}
+    for method in ("esdiff", "biharmonic"):
+        out = tmp_path / f"{method}.png"
+        args = ["--mask", "random:0.8", "--method", method, "--gt", str(src), "-o", str(out)]
+        result = cli("inpaint", str(src), *args, "--json", "-q", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        psnr[method] = json.loads(result.stdout)["metrics"]["psnr"]
+    assert psnr["esdiff"] > psnr["biharmonic"] + 0.5, psnr
+
+
+def bad_checkpoint(tiny_model: Path, dst: Path, kind: str) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(tiny_model), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(tiny_model))
+    if kind in ("nan", "inf"):
+        tensors["ema.conv_in.weight"] = tensors["ema.conv_in.weight"].clone()
+        tensors["ema.conv_in.weight"][0, 0, 0, 0] = float(kind)
+    else:
+        config = json.loads(meta["config"])
+        config["sde"].update(sigma_min=400.0)
+        meta["config"] = json.dumps(config)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("nan", "EMA weight conv_in.weight holds NaN or Inf values"),
+        ("inf", "EMA weight conv_in.weight holds NaN or Inf values"),
+        ("config", "impossible model config: sde needs 0 < sigma_min < sigma_max (got sigma_min 400.0"),
+    ],
+)
+def test_damaged_checkpoint_is_refused_before_any_image(
+    tmp_path: Path, tiny_model: Path, kind: str, message: str
+) -> None:
+    model = bad_checkpoint(tiny_model, tmp_path / "bad.safetensors", kind)
+    src = photo(tmp_path / "img.png", 64, 64)
+    result = cli("inpaint", str(src), "--mask", "random:0.5", "--model", str(model), "-q")
+    assert message in error_line(result)
+    assert result.stderr.count("\n") == 1  # nothing else: the model is checked before the image is read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.safetensors", "img.png"]
+
+
+@pytest.mark.parametrize("method", ["esdiff", "biharmonic"])
+def test_non_finite_result_is_never_written(
+    tmp_path: Path, tiny_model: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def diverged(observed: np.ndarray, known: np.ndarray, **kwargs: Any) -> np.ndarray:
+        return np.where(known[..., None], observed, np.nan)
+
+    monkeypatch.setattr("esdiff.inpaint.inpaint_image", diverged)
+    monkeypatch.setattr("esdiff.baselines.biharmonic.inpaint", diverged)
+    src = photo(tmp_path / "img.png", 64, 64)
+    model = ["--model", str(tiny_model)] if method == "esdiff" else []
+    result = cli(
+        "inpaint", str(src), "--mask", "random:0.5", "--method", method, *model, "--gt", str(src), "-q"
     )
-    assert many.returncode == 0, many.stderr.decode()
-    two = read_image(tmp_path / "two.png").pixels
-    assert not np.array_equal(two, read_image(tmp_path / "plain.png").pixels)
-    wrong = esdiff(
-        "inpaint", str(src), "--mask", "random:0.5", "--shifts", "5", "-o", "wrong.png", *model, cwd=tmp_path
+    assert f"{method} produced 6144 non-finite (NaN/Inf) values: no result is written" in error_line(result)
+    assert "PSNR" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]
+
+
+def test_full_disk_names_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    src = photo(tmp_path / "img.png", 64, 64)
+    monkeypatch.setattr(os, "fsync", no_space)
+    result = cli(
+        "inpaint", str(src), "--mask", "random:0.5", "--method", "biharmonic", "-o", str(tmp_path / "out.png")
     )
-    lines = [line for line in wrong.stderr.decode().splitlines() if line.strip()]
-    assert wrong.returncode != 0 and len(lines) == 1 and "--shifts" in lines[0], wrong.stderr.decode()
-    assert not (tmp_path / "wrong.png").exists()
+    line = error_line(result)
+    assert line == f"error: {tmp_path / 'out.png'}: cannot write (No space left on device)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]

@@ -1,3 +1,6 @@
+import errno
+import os
+import stat
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -5,7 +8,14 @@ import numpy as np
 import pytest
 
 from esdiff.errors import EsdiffError
-from esdiff.io import center_crop_resize, decode_image, encode_png, read_image, write_image
+from esdiff.io import (
+    atomic_write,
+    center_crop_resize,
+    decode_image,
+    encode_png,
+    read_image,
+    write_image,
+)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])
@@ -77,3 +87,43 @@ def test_center_crop_resize() -> None:
     assert out.shape == (256, 256, 3)
     out = center_crop_resize(np.random.default_rng(3).random((300, 200, 3)).astype(np.float32))
     assert out.shape == (256, 256, 3)
+
+
+def no_space(*args: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_names_the_file_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out.png"
+    write_image(out, np.zeros((4, 4, 3)))
+    before = out.read_bytes()
+
+    def half_then_full(tmp: Path) -> None:
+        tmp.write_bytes(b"half a file")
+        no_space()
+
+    with pytest.raises(EsdiffError, match=r"out.png: cannot write \(No space left on device\)"):
+        atomic_write(out, half_then_full)
+    monkeypatch.setattr(os, "fsync", no_space)  # the data only fails to reach the disk
+    with pytest.raises(EsdiffError, match=r"out.png: cannot write \(No space left on device\)"):
+        write_image(out, np.ones((4, 4, 3)))
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_written_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_umask(mask: int) -> int:
+        raise AssertionError("a writer must not change the process-wide umask")
+
+    for umask, mode in [(0o022, 0o644), (0o077, 0o600)]:
+        old = os.umask(umask)
+        try:
+            with monkeypatch.context() as patch:
+                patch.setattr(os, "umask", no_umask)
+                write_image(tmp_path / f"{umask:o}.png", np.zeros((4, 4, 3)))
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE((tmp_path / f"{umask:o}.png").stat().st_mode) == mode

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from esdiff.config import LowRankConfig
-from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LowRankState, admm_step, init_low_rank, lmafit
+from esdiff.hankel import hankel
+from esdiff.lowrank import admm_step, init_low_rank, lmafit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -105,16 +105,30 @@ def test_admm_step_matches_equations() -> None:
     torch.testing.assert_close(pad[3], got[3], rtol=0, atol=1e-10)
 
 
-def test_init_low_rank() -> None:
-    g = torch.Generator().manual_seed(12)
-    y = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64)
-    known = torch.rand(2, 1, 16, 16, generator=g) < 0.5
-    cfg = LowRankConfig(window=4, max_rank=47, lmafit_max_iter=20)
-    state, x, fit = init_low_rank(y, known, cfg)
-    assert isinstance(state, LowRankState) and state.U.shape[:2] == (2, 169) and state.V.shape[:2] == (2, 48)
-    hy = hankel(y * known, 4)
+def _hankel_low_rank_patch() -> torch.Tensor:
+    """A 3x16x16 patch whose 4x4-window block-Hankel matrix has rank 3: each channel is a constant plus
+    one shared 2-D cosine (the windows of ``1, e^{i w.p}, e^{-i w.p}`` span every column)."""
+    i, j = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    wave = torch.cos(0.7 * i + 0.4 * j + 0.3)
+    level, swing = torch.tensor([0.5, 0.4, 0.6]), torch.tensor([0.3, -0.2, 0.25])
+    return (level[:, None, None] + swing[:, None, None] * wave)[None].double()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SPEC 3.3 correction: init_low_rank returns the lab's start H^+(2 U V^T - H(y D)), twice the "
+    "LMaFit estimate on missing pixels; the low-rank start's rework fixes it (then drop this mark)",
+)
+def test_lmafit_start_recovers_a_low_rank_patch() -> None:
+    """LMaFit on ``H(y D)`` recovers a patch whose Hankel matrix is exactly low rank, so the start must be
+    that patch on the missing pixels too (SPEC 3.3, correction: the sound start ``DC(H^+(U V^T))``)."""
+    x = _hankel_low_rank_patch()
+    known = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(12)) < 0.6
+    cfg = LowRankConfig(window=4, max_rank=47, lmafit_tol=1e-7)
+    state, start, fit = init_low_rank(x * known, known, cfg)
+    assert int(fit.ranks[0]) == 3
     UV = state.U @ state.V.transpose(1, 2)
-    torch.testing.assert_close(state.L, hy - UV)
-    want = torch.where(known, y, hankel_pinv(UV - state.L, 4))
-    torch.testing.assert_close(x, want)
-    assert fit.iterations.max() <= 20
+    assert _rel(UV, hankel(x, 4)) < 1e-5  # the completion: H(x) itself
+    assert torch.equal(start[known.expand_as(start)], x[known.expand_as(x)])
+    missing = ~known.expand_as(x)
+    assert float((start - x)[missing].abs().max()) < 1e-3, "the start is not the LMaFit completion"

@@ -189,10 +189,24 @@ def test_resolve_mask(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         resolve_mask("random:0.3", 20, 30, seed=4), generate_mask("random:0.3", 20, 30, seed=4)
     )
-    np.testing.assert_array_equal(resolve_mask("text2", 64, 64, invert=True), ~generate_mask("text2", 64, 64))
+    with pytest.raises(EsdiffError, match="invert-mask applies to mask files"):
+        resolve_mask("text2", 64, 64, invert=True)
     known = generate_mask("block:4:0.2", 20, 30)
     save_mask(tmp_path / "m.png", known)
     np.testing.assert_array_equal(resolve_mask(str(tmp_path / "m.png"), 20, 30), known)
     np.testing.assert_array_equal(resolve_mask(str(tmp_path / "m.png"), 20, 30, invert=True), ~known)
     with pytest.raises(EsdiffError, match="neither a mask spec nor an existing file.*random:P"):
         resolve_mask("nosuch.png", 20, 30)
+
+
+def test_resolve_mask_from_a_folder_by_stem(tmp_path: Path) -> None:
+    other = generate_mask("random:0.5", 20, 30, seed=1)
+    known = generate_mask("random:0.5", 20, 30, seed=2)
+    save_mask(tmp_path / "a.png", other)
+    np.save(tmp_path / "b.npy", ~known)  # white (True) = missing
+    np.testing.assert_array_equal(resolve_mask(str(tmp_path), 20, 30, stem="b"), known)
+    np.testing.assert_array_equal(resolve_mask(str(tmp_path), 20, 30, stem="a", invert=True), ~other)
+    with pytest.raises(EsdiffError, match="no mask named c"):
+        resolve_mask(str(tmp_path), 20, 30, stem="c")
+    with pytest.raises(EsdiffError, match="is a folder"):
+        resolve_mask(str(tmp_path), 20, 30)

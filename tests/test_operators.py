@@ -3,10 +3,22 @@ import torch
 from esdiff.operators import Inpainting
 
 
-def test_adjoint() -> None:
-    op = Inpainting(torch.rand(8, 8) > 0.5)
-    x, y = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    assert torch.allclose((op.A(x) * y).sum(), (x * op.A_adjoint(y)).sum())
+def as_matrix(f, shape: tuple[int, ...]) -> torch.Tensor:
+    """The dense matrix of a linear map on tensors of ``shape``: column k is f of the k-th unit tensor."""
+    n = int(torch.tensor(shape).prod())
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    return torch.stack([f(e).flatten() for e in basis], dim=1)
+
+
+def test_forward_is_the_mask_and_adjoint_its_transpose() -> None:
+    """``A`` is the diagonal matrix of the mask (known pixels kept, missing ones zeroed, in every
+    channel), and ``A_adjoint`` is the transpose of ``A``'s matrix, both built entry by entry."""
+    mask = torch.rand(1, 1, 4, 5, generator=torch.Generator().manual_seed(0)) > 0.5
+    op = Inpainting(mask)
+    shape = (2, 3, 4, 5)
+    a = as_matrix(op.A, shape)
+    assert torch.equal(a, torch.diag(mask.expand(shape).flatten().double()))
+    assert torch.equal(as_matrix(op.A_adjoint, shape), a.T)
 
 
 def test_prox_l2_is_the_least_squares_solution() -> None:

@@ -78,12 +78,13 @@ def test_shipped_ncsnpp_model_samples_exactly_as_before() -> None:
     from skimage import data
     from skimage.transform import resize
 
-    from esdiff.inpaint import inpaint_image, ncsnpp_sampler_config
+    from esdiff.config import NCSNPP_SAMPLER
+    from esdiff.inpaint import inpaint_image
     from esdiff.masks import generate_mask
 
     img = resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float64)
     known = generate_mask("random:0.5", 64, 64, seed=3)
-    cfg = dataclasses.replace(ncsnpp_sampler_config(), steps=4)
+    cfg = dataclasses.replace(NCSNPP_SAMPLER, steps=4)
     out = inpaint_image(img * known[..., None], known, seed=1, model=NCSNPP_MODEL, config=cfg)
     golden = np.load(Path(__file__).parent / "data" / "ncsnpp_astronaut64_golden.npy")
     np.testing.assert_array_equal(out.astype(np.float32), golden)

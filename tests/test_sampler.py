@@ -1,7 +1,9 @@
-"""The sampler with closed-form scores: a point mass must be recovered; bookkeeping must be exact."""
+"""The sampler against closed-form answers (Gaussian priors whose posterior is known, a point mass) and
+its bookkeeping (seeds, shifts, state, configs). The shipped model's quality floor is in test_inpaint_cli."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,13 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from esdiff.config import LowRankConfig, SamplerConfig
+from esdiff.config import DEFAULT_SAMPLER, LowRankConfig, SamplerConfig
+from esdiff.inpaint import sample_image
 from esdiff.sampler import STEP_LISTS, Context, Encoding, State, sample_patches
 from esdiff.sde import VESDE
 from esdiff.transforms import mpt, virtual_mask
 
-CHEAP = SamplerConfig(steps=30, low_rank=LowRankConfig(rank=40, lmafit_max_iter=200, dtype="float32"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
+CHEAP = SamplerConfig(steps=30, low_rank=LowRankConfig(rank=40, lmafit_max_iter=200, dtype="float32"))
+BOOKKEEPING = SamplerConfig(steps=2, low_rank=LowRankConfig(rank=8, lmafit_max_iter=20, dtype="float32"))
+"""For tests of what goes where, not of quality: the cheapest LMaFit start."""
 
 SPREAD = 0.03
 
@@ -55,6 +61,146 @@ def test_exact_score_recovers_the_image(
     assert -10 * np.log10(mse) > floor_db, mse
 
 
+class LowRankGaussian:
+    """A prior on 3x64x64 patches: ``x = MEAN + AMPLITUDE Q c + SPREAD e`` with ``c ~ N(0, I_K)``, ``e ~ N(0,
+    I)`` and ``Q`` six orthonormal smooth patterns; every patch is one draw. Its score at noise level sigma
+    and its posterior mean given some pixels are closed-form, so a sampler can be checked against them."""
+
+    MEAN, AMPLITUDE, SPREAD, K = 0.5, 20.0, 0.05, 6
+
+    def __init__(self, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+        patterns = []
+        for k in range(self.K):
+            wave = torch.cos(math.pi * ((k % 3) + 0.5) * yy / 64) * torch.cos(
+                math.pi * ((k // 3) + 0.5) * xx / 64
+            )
+            patterns.append((torch.randn(3, 1, 1, generator=gen) * wave).reshape(-1))
+        self.Q = torch.linalg.qr(torch.stack(patterns, 1).double()).Q
+        self.gen = gen
+
+    def draw(self) -> torch.Tensor:
+        c = torch.randn(self.K, generator=self.gen, dtype=torch.float64)
+        e = torch.randn(self.Q.shape[0], generator=self.gen, dtype=torch.float64)
+        return (self.MEAN + self.AMPLITUDE * self.Q @ c + self.SPREAD * e).reshape(1, 3, 64, 64)
+
+    def score(self, psi: torch.Tensor, sigma: float) -> torch.Tensor:
+        """``-C_sigma^-1 (psi - MEAN)`` with ``C_sigma = (SPREAD^2 + sigma^2) I + AMPLITUDE^2 Q Q^T``."""
+        v = (psi - self.MEAN).reshape(psi.shape[0], -1).double()
+        c, a2 = self.SPREAD**2 + sigma**2, self.AMPLITUDE**2
+        inverse = v / c - (v @ self.Q) @ self.Q.T * (a2 / (c * (c + a2)))
+        return (-inverse).reshape(psi.shape).to(psi.dtype)
+
+    def posterior_mean(self, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """``E[x | x on known pixels]``: the known pixels, and ``MEAN + A c_bar`` elsewhere (Gaussian
+        conditioning on the coefficients ``c``)."""
+        k = known.expand_as(x).reshape(-1)
+        flat = x.reshape(-1)
+        A = self.AMPLITUDE * self.Q[k]
+        precision = torch.eye(self.K, dtype=torch.float64) + A.T @ A / self.SPREAD**2
+        c_bar = torch.linalg.solve(precision, A.T @ (flat[k] - self.MEAN) / self.SPREAD**2)
+        mean = self.MEAN + self.AMPLITUDE * self.Q @ c_bar
+        return torch.where(k, flat, mean).reshape(x.shape)
+
+
+GAUSSIAN = SamplerConfig(
+    steps=50, start="noise", t_start=1.0, low_rank=LowRankConfig(rank=8, lmafit_max_iter=30, dtype="float32")
+)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"start": "lmafit-noisy"},
+        {"start": "lmafit", "t_start": 0.5},  # a clean start at sigma_max blows the corrector up (SPEC)
+        {"predictor_noise": True},
+        {"corrector_samples": 2},
+        {"dc_lambda": 0.1},
+    ],
+    ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "noise-start",
+)
+def test_sampler_lands_on_the_gaussian_posterior_mean(changes: dict) -> None:
+    """The pure diffusion sampler (no low-rank step) with a Gaussian prior's exact score: the mean of
+    eight draws for one observation (80 % missing) must lie near the closed-form posterior mean, far
+    closer than the prior mean does. A wrong score scale, a missing DC step or a wrong schedule fails."""
+    prior = LowRankGaussian()
+    x = prior.draw().float()
+    known = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3)) > 0.8
+    want = prior.posterior_mean(x.double(), known).float()
+    y, k = (x * known).expand(8, -1, -1, -1).contiguous(), known.expand(8, -1, -1, -1).contiguous()
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(8)]
+    cfg = replace(GAUSSIAN, **changes)
+    out = sample_patches(prior.score, Encoding(None), VESDE(), y, k, cfg, gens, STEP_LISTS["no-lowrank"])
+    missing = ~known.expand_as(x)
+    error = float((out.mean(0, keepdim=True) - want)[missing].pow(2).mean().sqrt())
+    prior_error = float((prior.MEAN - want)[missing].pow(2).mean().sqrt())
+    assert error < 0.25 * prior_error, (error, prior_error)
+    on_known = (out - y).abs()[known.expand_as(out)]
+    if cfg.dc_lambda == 0:
+        assert float(on_known.max()) == 0.0
+    else:  # known pixels are pulled towards the observation, not replaced
+        assert 0 < float(on_known.max()) < 0.05
+
+
+def test_prior_sampling_has_the_prior_spread() -> None:
+    """Nothing known: with predictor noise the reverse diffusion draws from the prior N(0.5, 0.2^2)."""
+    s0, m = 0.2, 0.5
+
+    def score(psi: torch.Tensor, sigma: float) -> torch.Tensor:
+        return -(psi - m) / (s0**2 + sigma**2)
+
+    y, known = torch.zeros(4, 3, 64, 64), torch.zeros(4, 1, 64, 64, dtype=torch.bool)
+    cfg = replace(GAUSSIAN, steps=200, predictor_noise=True)
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    out = sample_patches(score, Encoding(None), VESDE(), y, known, cfg, gens, STEP_LISTS["no-lowrank"])
+    assert float(out.mean()) == pytest.approx(m, abs=0.01)
+    assert float(out.std()) == pytest.approx(s0, rel=0.05)
+
+
+@pytest.mark.parametrize(("tiling", "bias"), [("overlap", 0.01), ("tile", 0.05)])
+def test_sample_image_stitches_patch_posteriors(tiling: str, bias: float) -> None:
+    """A whole 70x90 image through the patch grid: each channel is constant, and the prior lets each
+    patch's channels shift by one unknown offset, so every patch's posterior mean is the constant. Plain
+    tiles hold more canvas padding (unknown pixels) than the lab's overlapping windows, so their draws
+    settle more slowly (measured mean offsets: 0.001 and 0.026)."""
+    colour = torch.tensor([0.2, 0.5, 0.7], dtype=torch.float64)
+    ones = torch.zeros(3, 3, 64, 64, dtype=torch.float64)
+    for c in range(3):
+        ones[c, c] = 1 / 64  # unit patterns: one per channel
+    basis = ones.reshape(3, -1).T
+    a2, s2 = 10.0**2, 0.02**2
+
+    def score(psi: torch.Tensor, sigma: float) -> torch.Tensor:
+        v = (psi - 0.5).reshape(psi.shape[0], -1).double()
+        c = s2 + sigma**2
+        return (-(v / c - (v @ basis) @ basis.T * (a2 / (c * (c + a2))))).reshape(psi.shape).float()
+
+    image = colour.float().view(1, 1, 3).expand(70, 90, 3).numpy()
+    known = np.random.default_rng(4).random((70, 90)) > 0.5
+    observed = np.where(known[..., None], image, 0.0)
+    cfg = replace(GAUSSIAN, tiling=tiling, patch_batch=4, steps=100)
+    calls: list[tuple[int, int]] = []
+    out = sample_image(
+        observed,
+        known,
+        score=score,
+        encoding=Encoding(None),
+        sde=VESDE(),
+        step_list=STEP_LISTS["no-lowrank"],
+        cfg=cfg,
+        seed=0,
+        device="cpu",
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert out.shape == image.shape and np.array_equal(out[known], image[known])
+    filled = out[~known]  # one draw per pixel: the constant plus noise
+    np.testing.assert_allclose(filled.mean(axis=0), colour.numpy(), atol=bias)
+    assert float(np.sqrt(((filled - colour.numpy()) ** 2).mean())) < 0.05
+    assert calls[-1][0] == calls[-1][1] and calls[-1][1] % cfg.steps == 0
+
+
 def test_kept_mpt_state_moves_by_the_rgb_correction(astronaut: np.ndarray) -> None:
     """state="mpt": the kept 12-channel object shifts by MPT(dx) when an RGB step changes x by dx, so
     its slots keep their own noise and it still decodes to the corrected x."""
@@ -63,7 +209,7 @@ def test_kept_mpt_state_moves_by_the_rgb_correction(astronaut: np.ndarray) -> No
     encoding = Encoding(keep, "mean")
     ctx = Context(None, encoding, None, x, SamplerConfig(state="mpt"), [], 1.0, 1.0)  # type: ignore[arg-type]
     psi = mpt(x, keep) + 0.1 * torch.randn(1, 12, 64, 64, generator=torch.Generator().manual_seed(0))
-    state = State(x=x, lr=None).decoded(psi, ctx)
+    state = State(x=x, lowrank_state=None).decoded(psi, ctx)
     assert torch.equal(state.encoded(ctx), psi)
     dx = 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     moved = replace(state, x=state.x + dx)
@@ -82,69 +228,81 @@ def test_same_seed_same_result(astronaut: np.ndarray) -> None:
         return -(psi - 0.5) / (sigma**2 + 1.0)
 
     def run(seed: int) -> torch.Tensor:
-        cfg = SamplerConfig(steps=5, low_rank=CHEAP.low_rank)
+        cfg = replace(BOOKKEEPING, steps=5)
         return sample_patches(score, encoding, VESDE(), y, known, cfg, [torch.Generator().manual_seed(seed)])
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
 
 
-def test_inpaint_image_end_to_end(tmp_path: Path, astronaut: np.ndarray) -> None:
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from esdiff.checkpoints import save_checkpoint
     from esdiff.config import NETWORK_PRESETS, ModelConfig
-    from esdiff.inpaint import inpaint_image
     from esdiff.nn import build_score_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(network=NETWORK_PRESETS["tiny"])
-    net = build_score_model(cfg.network)
-    path = save_checkpoint(
-        tmp_path / "m.safetensors", ema=net.state_dict(), keep=virtual_mask(2.81), model_config=cfg
-    )
-    image = astronaut[:70, :90]
-    known = np.random.default_rng(1).random((70, 90)) > 0.5
-    observed = np.where(known[..., None], image, 0.0)
-    kwargs = dict(model=path, steps=2, config=CHEAP, seed=5)
-    out = inpaint_image(observed, known, **kwargs)
-    assert out.shape == image.shape and np.array_equal(out[known], image[known])
-    assert np.array_equal(out, inpaint_image(observed, known, **kwargs))
-
-
-def test_shifts_average_runs_on_offset_grids(tmp_path: Path, astronaut: np.ndarray) -> None:
-    """``shifts=2`` is exactly the mean of the plain run and a run on the image offset by (28, 28)."""
-    from esdiff.checkpoints import save_checkpoint
-    from esdiff.config import NETWORK_PRESETS, ModelConfig
-    from esdiff.errors import EsdiffError
-    from esdiff.inpaint import inpaint_image
-    from esdiff.nn import build_score_model
-    from esdiff.patches import GRID_SHIFTS
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(network=NETWORK_PRESETS["tiny"])
-    path = save_checkpoint(
-        tmp_path / "m.safetensors",
+    return save_checkpoint(
+        tmp_path_factory.mktemp("model") / "m.safetensors",
         ema=build_score_model(cfg.network).state_dict(),
         keep=virtual_mask(2.81),
         model_config=cfg,
     )
+
+
+def test_inpaint_image_uses_the_config_it_is_given(
+    tiny_model: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``config`` reaches the sampler as given (its patch batch too); ``steps`` replaces only the count."""
+    import esdiff.inpaint
+    from esdiff.inpaint import inpaint_image
+
+    seen: list[SamplerConfig] = []
+    real = esdiff.inpaint.sample_image
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["cfg"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(esdiff.inpaint, "sample_image", spy)
+    image = astronaut[:70, :90]
+    known = np.random.default_rng(1).random((70, 90)) > 0.5
+    observed = np.where(known[..., None], image, 0.0)
+    cfg = replace(BOOKKEEPING, patch_batch=3, tiling="tile")
+    out = inpaint_image(observed, known, model=tiny_model, config=cfg, seed=5)
+    assert seen == [cfg]
+    assert out.shape == image.shape and np.array_equal(out[known], image[known])
+    assert np.array_equal(out, inpaint_image(observed, known, model=tiny_model, config=cfg, seed=5))
+    inpaint_image(observed, known, model=tiny_model, config=cfg, steps=1)
+    assert seen[-1] == replace(cfg, steps=1)
+    assert DEFAULT_SAMPLER.patch_batch == SamplerConfig().patch_batch  # one default of the batch size
+
+
+def test_shifts_average_runs_on_offset_grids(tiny_model: Path, astronaut: np.ndarray) -> None:
+    """``shifts=2`` is exactly the mean of the plain run and a run on the image offset by (28, 28)."""
+    from esdiff.errors import EsdiffError
+    from esdiff.inpaint import inpaint_image
+    from esdiff.patches import GRID_SHIFTS
+
     image = astronaut[:70, :90]
     known = np.random.default_rng(2).random((70, 90)) > 0.6
     observed = np.where(known[..., None], image, 0.0)
-    kwargs = dict(model=path, steps=2, seed=3)
-    one = inpaint_image(observed, known, config=CHEAP, **kwargs)
-    two = inpaint_image(observed, known, config=replace(CHEAP, shifts=2), **kwargs)
+    kwargs = dict(model=tiny_model, seed=3)
+    one = inpaint_image(observed, known, config=BOOKKEEPING, **kwargs)
+    two = inpaint_image(observed, known, config=replace(BOOKKEEPING, shifts=2), **kwargs)
     dy, dx = GRID_SHIFTS[1]
     moved = inpaint_image(
         np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
         np.pad(known, ((dy, 0), (dx, 0))),
-        config=CHEAP,
+        config=BOOKKEEPING,
         **kwargs,
     )[dy:, dx:]
     assert np.array_equal(two[known], image[known])
     assert not np.allclose(one, moved)  # the offset grid is a different estimate
     np.testing.assert_allclose(two, np.where(known[..., None], image, (one + moved) / 2), atol=1e-6)
     with pytest.raises(EsdiffError, match="shifts"):
-        inpaint_image(observed, known, config=replace(CHEAP, shifts=5), **kwargs)
+        inpaint_image(observed, known, config=replace(BOOKKEEPING, shifts=5), **kwargs)
 
 
 def test_corrector_step_is_bounded_with_a_zero_score() -> None:

@@ -1,4 +1,4 @@
-"""VE-SDE: sigma(t), marginals, prior, the discretisation and the reverse-diffusion step."""
+"""VE-SDE: sigma(t), the training draws, and the noise schedule the sampler runs (``noise_schedule``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from esdiff.config import SDEConfig
-from esdiff.sde import VESDE, reverse_diffusion_step
+from esdiff.sampler import noise_schedule
+from esdiff.sde import VESDE
 
 
 @pytest.fixture
@@ -16,11 +17,9 @@ def sde() -> VESDE:
     return VESDE.from_config(SDEConfig())
 
 
-def test_std_at_t0_and_t1(sde: VESDE) -> None:
+def test_sigma_at_t0_and_t1(sde: VESDE) -> None:
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    mean, std = sde.marginal_prob(torch.ones(2, 3), t)
-    assert torch.equal(mean, torch.ones(2, 3))
-    assert std.tolist() == pytest.approx([0.01, 378.0], rel=1e-12)
+    assert sde.sigma(t).tolist() == pytest.approx([0.01, 378.0], rel=1e-12)
     assert float(sde.sigma(torch.tensor(sde.eps, dtype=torch.float64))) == pytest.approx(0.01, rel=2e-4)
 
 
@@ -41,49 +40,31 @@ def test_perturb_adds_scaled_noise(sde: VESDE) -> None:
     x0, z = torch.rand(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
     t = torch.tensor([0.0, 0.3, 0.7, 1.0])
     x_t, sigma = sde.perturb(x0, t, z)
+    assert sigma.tolist() == pytest.approx([0.01 * 37800.0**v for v in t.tolist()], rel=1e-5)
     assert torch.allclose((x_t - x0) / sigma.view(-1, 1, 1, 1), z, atol=1e-5)
 
 
-def test_prior_std_and_reproducible(sde: VESDE) -> None:
-    a = sde.prior_sampling((200, 3, 16, 16), torch.Generator().manual_seed(0))
-    b = sde.prior_sampling((200, 3, 16, 16), torch.Generator().manual_seed(0))
-    assert torch.equal(a, b)
-    assert float(a.std()) == pytest.approx(378.0, rel=0.01)
-    assert sde.prior_logp(a).shape == (200,)
+@pytest.mark.parametrize(("steps", "t_start"), [(1000, 1.0), (25, 0.5), (7, 0.3)])
+def test_noise_schedule_levels(sde: VESDE, steps: int, t_start: float) -> None:
+    """One level per step: sigma(t_start) first, sigma(eps) last, a constant ratio between neighbours."""
+    sigmas, step_vars = noise_schedule(sde, steps, t_start)
+    assert sigmas.shape == step_vars.shape == (steps,)
+    assert float(sigmas[0]) == pytest.approx(0.01 * 37800.0**t_start, rel=1e-12)
+    assert float(sigmas[-1]) == pytest.approx(0.01 * 37800.0**sde.eps, rel=1e-12)
+    ratios = sigmas[1:] / sigmas[:-1]
+    want = 37800.0 ** (-(t_start - sde.eps) / (steps - 1))
+    assert torch.allclose(ratios, torch.full_like(ratios, want), rtol=1e-10)
 
 
-def test_time_grid_and_discretisation(sde: VESDE) -> None:
-    n = 1000
-    t, sigma, step_var = sde.schedule(n)
-    assert float(t[0]) == 1.0 and float(t[-1]) == pytest.approx(sde.eps)
-    assert torch.allclose(sigma, sde.discrete_sigmas(n).flip(0))
-    assert float(sigma[0]) == pytest.approx(378.0, rel=1e-5)
-    assert float(sigma[-1]) == pytest.approx(0.01, rel=1e-5)
-    assert torch.allclose(step_var[:-1], sigma[:-1] ** 2 - sigma[1:] ** 2)
-    assert float(step_var[-1]) == pytest.approx(0.01**2, rel=1e-5)  # the lowest level steps down to 0
-    # Telescoping: the reverse steps remove exactly the prior's variance.
-    assert float(step_var.double().sum()) == pytest.approx(378.0**2, rel=1e-5)
-
-
-def test_reverse_diffusion_with_exact_score_recovers_gaussian(sde: VESDE) -> None:
-    """Data N(0, s0^2): the score at sigma is -x / (s0^2 + sigma^2); the sampler must land on std s0."""
-    s0, n = 0.5, 1000
-    gen = torch.Generator().manual_seed(0)
-    _, sigmas, step_vars = sde.schedule(n)
-    x = sde.prior_sampling((20_000,), gen)
-    for i in range(n):
-        score = -x / (s0**2 + sigmas[i] ** 2)
-        noise = torch.randn(x.shape, generator=gen)
-        x, x_mean = reverse_diffusion_step(x, score, step_vars[i], noise)
-    assert float(x_mean.std()) == pytest.approx(s0, rel=0.05)
-    assert abs(float(x_mean.mean())) < 0.05
-
-
-def test_reverse_step_without_noise_is_the_mean() -> None:
-    x, score = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
-    out, mean = reverse_diffusion_step(x, score, torch.tensor([0.5, 2.0]))
-    assert torch.equal(out, mean)
-    assert torch.allclose(mean[1], x[1] + 2.0 * score[1])
+@pytest.mark.parametrize(("steps", "t_start"), [(1000, 1.0), (25, 0.5), (1, 1.0)])
+def test_noise_schedule_step_variances(sde: VESDE, steps: int, t_start: float) -> None:
+    """Reverse-diffusion steps remove ``sigma_i^2 - sigma_{i+1}^2``, the last one down to 0, so together
+    they remove exactly the first level's variance."""
+    sigmas, step_vars = noise_schedule(sde, steps, t_start)
+    assert bool((step_vars > 0).all())
+    assert torch.allclose(step_vars[:-1], sigmas[:-1] ** 2 - sigmas[1:] ** 2, rtol=1e-12)
+    assert float(step_vars[-1]) == pytest.approx(float(sigmas[-1]) ** 2, rel=1e-12)
+    assert float(step_vars.sum()) == pytest.approx(float(sigmas[0]) ** 2, rel=1e-10)
 
 
 def test_bad_parameters() -> None:
