@@ -223,16 +223,17 @@ def load_mask(path: str | Path, *, invert: bool = False, shape: tuple[int, int] 
     path = Path(path)
     if not path.is_file():
         raise EsdiffError(f"cannot read mask {path}: no such file")
-    try:
-        if path.suffix.lower() == ".npy":
+    if path.suffix.lower() == ".npy":
+        try:
             array = np.load(path, allow_pickle=False)
-        else:
-            import imageio.v3 as iio
+        except Exception as exc:  # numpy raises many types for unreadable files
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EsdiffError(f"cannot read mask {path}: not a readable .npy array ({detail})") from None
+    else:  # the image's checks: empty, not an image, truncated, too large (read from the header)
+        from esdiff.io import MAX_PIXELS, decode_pixels
 
-            array = iio.imread(path)
-    except Exception as exc:  # imageio raises many types for unreadable files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EsdiffError(f"cannot read mask {path}: not a readable image or .npy array ({detail})") from None
+        limit = max(MAX_PIXELS, shape[0] * shape[1]) if shape is not None else MAX_PIXELS
+        array = decode_pixels(path.read_bytes(), f"cannot read mask {path}", limit)
     known = _to_known(np.asarray(array), str(path))
     if invert:
         known = ~known
