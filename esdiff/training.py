@@ -132,12 +132,14 @@ def train(
     resume: bool = False,
     bf16: bool = False,
     channels_last: bool = False,
+    run_info: dict[str, object] | None = None,
 ) -> TrainResult:
     """Train, or with ``resume`` continue, up to ``train_config.steps`` steps; return where it stopped.
 
     Writes ``run_dir/config.json``, ``metrics.jsonl`` and ``checkpoint.safetensors`` (every
     ``checkpoint_every`` steps and at the end). A first SIGINT/SIGTERM finishes the current step, writes a
     checkpoint and returns ``interrupted=True``; a second abandons the step (the last checkpoint stays).
+    ``run_info`` adds fields to ``config.json`` (the command line records the data folder there).
     """
     if model_config.network.channels != model_config.mpt.channels:
         raise EsdiffError(
@@ -175,6 +177,7 @@ def train(
                 channels_last=channels_last,
                 images=len(sampler.images),
                 esdiff_version=esdiff.__version__,
+                **(run_info or {}),
             )
 
         def save(step: int) -> None:

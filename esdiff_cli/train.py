@@ -99,6 +99,7 @@ def command(
     with cli_errors():
         from esdiff.checkpoints import CHECKPOINT_NAME, read_info
         from esdiff.data import load_training_images
+        from esdiff.runs import check_resume_data
 
         images = load_training_images(data)
         saved = None
@@ -106,6 +107,7 @@ def command(
             if not (out / CHECKPOINT_NAME).is_file():
                 raise EsdiffError(f"--resume: {out} holds no {CHECKPOINT_NAME} to continue from")
             saved = read_info(out / CHECKPOINT_NAME)
+            check_resume_data(out, data)
         model_cfg, train_cfg = resolve_configs(given, saved)
         torch_device = resolve_device(device)
         if dry_run:
@@ -134,6 +136,7 @@ def command(
                 resume=resume,
                 bf16=bf16,
                 channels_last=channels_last,
+                run_info={"data": str(data.resolve())},
             )
         finally:
             progress.stop()

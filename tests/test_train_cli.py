@@ -277,3 +277,16 @@ def test_default_warmup_is_the_papers_but_never_longer_than_a_tenth_of_the_run()
     from esdiff_cli.train import default_warmup
 
     assert default_warmup(300) == 30 and default_warmup(100_000) == 5000 and default_warmup(3) == 1
+
+
+def test_resume_refuses_another_data_folder(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train(folder, "-o", run, "--preset", "tiny", "--steps", "1", "-q").exit_code == 0
+    assert json.loads((run / "config.json").read_text())["data"] == str(folder.resolve())
+    other = make_folder(tmp_path / "other", count=3)
+    line = one_line_error(train(other, "-o", run, "--resume", "--steps", "2"))
+    assert "--resume" in line and str(folder.resolve()) in line and str(other.resolve()) in line
+    assert read_info(run / "checkpoint.safetensors").step == 1
+    result = train(folder, "-o", run, "--resume", "--steps", "2", "-q")  # the same folder continues
+    assert result.exit_code == 0, result.stderr
+    assert read_info(run / "checkpoint.safetensors").step == 2
