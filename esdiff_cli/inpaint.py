@@ -13,7 +13,20 @@ from typing import Annotated, Any
 import typer
 
 from esdiff.errors import EsdiffError
-from esdiff_cli.common import Device, cli_errors, console, fail, info, make_progress, print_error
+from esdiff_cli.common import (
+    MASK_SPECS,
+    MAX_PIXELS,
+    MAX_SEED,
+    Device,
+    check_writable,
+    cli_errors,
+    console,
+    fail,
+    info,
+    make_progress,
+    print_error,
+)
+from esdiff_cli.threads import THREADS_HELP, set_threads
 
 STDIO = "-"
 
@@ -71,6 +84,28 @@ def plan_jobs(source: str, out: str | None, overwrite: bool) -> tuple[list[Job],
     return [Job(path.stem, path, dest)], False
 
 
+def check_outputs(jobs: list[Job]) -> None:
+    """Before any compute: a PNG is never dumped on a terminal, and every output folder is writable."""
+    if any(job.dest is None for job in jobs) and sys.stdout.isatty():
+        raise EsdiffError(
+            "-o - writes PNG bytes to stdout, which is a terminal: redirect it (> out.png) or pipe it"
+        )
+    for folder in sorted({job.dest.parent for job in jobs if job.dest is not None}):
+        check_writable(folder)
+
+
+def check_mask_option(mask: str) -> None:
+    """A --mask that is neither a generator spec nor an existing file or folder fails at once, listing
+    the specs (a mistyped spec such as ``text3`` would otherwise fail as a missing file, after the model
+    has loaded)."""
+    from esdiff.masks import SPEC_HELP, is_mask_spec
+
+    if not is_mask_spec(mask) and not Path(mask).exists():
+        raise EsdiffError(
+            f"--mask {mask!r} is neither a mask spec nor an existing file or folder; {SPEC_HELP}"
+        )
+
+
 def find_by_stem(folder: Path, stem: str) -> Path:
     from esdiff.io import IMAGE_SUFFIXES
 
@@ -99,13 +134,18 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
 
     if job.dest is not None and job.dest.exists() and not args["overwrite"]:
         raise EsdiffError(f"{job.dest}: exists (use --overwrite to replace it)")
-    image = read_image(job.source) if job.source else decode_image(sys.stdin.buffer.read())
+    limit = args["max_pixels"]
+    image = (
+        read_image(job.source, limit)
+        if job.source
+        else decode_image(sys.stdin.buffer.read(), max_pixels=limit)
+    )
     shape = image.pixels.shape[:2]
     known = resolve_job_mask(args["mask"], job, shape, seed=args["mask_seed"], invert=args["invert_mask"])
     check_mask(known, shape)
     truth = None
     if args["gt"] is not None:
-        truth = read_image(args["gt"]).pixels
+        truth = read_image(args["gt"], limit).pixels
         if truth.shape != image.pixels.shape:
             raise EsdiffError(f"{args['gt']}: ground truth size differs from the input's")
     summary: dict[str, Any] = {
@@ -115,6 +155,7 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
         "missing_fraction": missing_fraction(known),
         "method": args["method"],
         "seed": args["seed"],
+        "threads": args["threads"],
     }
     info(f"{job.name}: {shape[1]}x{shape[0]}, {summary['missing_fraction']:.2%} missing")
     options = MethodOptions(seed=args["seed"], device=args["device"], settings=args["settings"])
@@ -158,9 +199,7 @@ def command(
     ],
     mask: Annotated[
         str,
-        typer.Option(
-            help="Mask file, folder (matched by stem), or spec: random:P, block:S:P, box:X,Y,W,H, text1."
-        ),
+        typer.Option(help=f"Mask file, folder (matched by stem), or spec: {MASK_SPECS}."),
     ],
     out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
     method: Annotated[Method, typer.Option(help="Inpainting method.")] = Method.esdiff,
@@ -168,14 +207,21 @@ def command(
         Path | None, typer.Option(help="Checkpoint from esdiff train (default: built-in).")
     ] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (esdiff method).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for every image (results do not depend on batching).")] = 0,
-    mask_seed: Annotated[int, typer.Option(help="Seed of generated masks.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(min=0, max=MAX_SEED, help="Seed for every image (results do not depend on batching)."),
+    ] = 0,
+    mask_seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of generated masks.")] = 0,
     invert_mask: Annotated[
         bool, typer.Option("--invert-mask", help="Mask files mark KNOWN pixels white.")
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
     patch_batch: Annotated[int, typer.Option(min=1, help="Patches processed at once (memory bound).")] = 25,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse larger images (width x height, read from the header).")
+    ] = MAX_PIXELS,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -206,6 +252,8 @@ def command(
     """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask)."""
     with cli_errors():
         jobs, is_folder = plan_jobs(source, out, overwrite)
+        check_outputs(jobs)
+        check_mask_option(mask)
         if json_out and any(job.dest is None for job in jobs):
             raise fail("--json prints on stdout, which -o - already uses")
         if gt is not None and is_folder:
@@ -234,6 +282,9 @@ def command(
             raise fail(f"--{given[0].replace('_', '-')} applies to --method esdiff, not {method.value}")
         from esdiff_cli.common import resolve_device
 
+        set_threads(threads)
+        import torch
+
         args = {
             "mask": mask,
             "mask_seed": mask_seed,
@@ -244,6 +295,8 @@ def command(
             "settings": settings,
             "gt": gt,
             "overwrite": overwrite,
+            "threads": torch.get_num_threads(),
+            "max_pixels": max_pixels,
         }
         if method == Method.esdiff:  # a bad checkpoint fails before any image is touched
             from esdiff.inpaint import load

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from esdiff.errors import EsdiffError
-from esdiff_cli.common import Device, cli_errors, fail, info, make_progress, progress_callback, resolve_device
+from esdiff_cli.common import (
+    MAX_SEED,
+    Device,
+    cli_errors,
+    fail,
+    info,
+    make_progress,
+    progress_callback,
+    resolve_device,
+)
+from esdiff_cli.threads import THREADS_HELP, set_threads
 
 if TYPE_CHECKING:
     from esdiff.checkpoints import CheckpointInfo
@@ -42,9 +52,11 @@ def command(
     ] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000")] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of weights, crops, noise and mask.", show_default="0")
+        int | None,
+        typer.Option(min=0, max=MAX_SEED, help="Seed of weights, crops, noise and mask.", show_default="0"),
     ] = None,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in OUT from its checkpoint.")
     ] = False,
@@ -116,6 +128,7 @@ def command(
             return
         from esdiff.training import train
 
+        set_threads(threads)
         progress = make_progress(quiet or rank != 0)
         bar: list[Callable[..., None]] = []
 
