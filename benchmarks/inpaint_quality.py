@@ -39,7 +39,11 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=None, help="data root (default: ../shared/data)")
     parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--masks", default="random:0.9,random:0.8,random:0.7,text1,text2,block:4:0.8")
+    parser.add_argument(
+        "--masks",
+        default="random:0.9,random:0.8,random:0.7,text1,text2,block:4:0.8,caption,strokes:thick",
+        help="mask specs (; between them if one is a box) or a protocol: table1, table2, users",
+    )
     parser.add_argument("--methods", default="esdiff,aloha,biharmonic")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: built-in)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

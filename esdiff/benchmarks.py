@@ -24,9 +24,20 @@ STANDARD6 = ("baboon", "barbara", "boat_gray", "cameraman_gray", "house", "peppe
 MASK_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "table1": ("block:4:0.8", "text1", "text2", "random:0.9", "random:0.8", "random:0.7"),
     "table2": ("random:0.8", "random:0.5"),
+    "users": (
+        "random:0.8",
+        "text2",
+        "caption",
+        "strokes:thick",
+        "box:120,120,16,16",
+        "box:112,112,32,32",
+        "box:96,96,64,64",
+    ),
 }
 """The paper's Table I (LSUN: block covering 80 %, two text overlays, random 90/80/70 % missing) and
-Table II (standard images: random 80 % and 50 % missing)."""
+Table II (standard images: random 80 % and 50 % missing); ``users``: what users meet beyond the paper,
+random 80 %, small text, a meme-style caption, LaMa's thick strokes and centred solid boxes of 16, 32
+and 64 px (centred in a 256 x 256 image)."""
 
 WHERE_TO_GET = {
     "lsun100": "100 LSUN-bedroom photographs (https://github.com/fyu/lsun, bedroom category)",
@@ -90,8 +101,8 @@ def load_benchmark(
 
 
 def parse_masks(text: str) -> tuple[str, ...]:
-    """A protocol name (``table1``, ``table2``) or a comma-separated list of mask specs (``;``-separated
-    when one is a box); each spec's syntax is checked here, its fit on an image when a mask is drawn."""
+    """A protocol name (``table1``, ``table2``, ``users``) or a comma-separated list of mask specs
+    (``;``-separated when one is a box); each spec's syntax is checked here, its fit on an image when a mask is drawn."""
     from esdiff.masks import check_mask_spec
 
     if text in MASK_PROTOCOLS:

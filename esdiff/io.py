@@ -57,10 +57,62 @@ def _to_rgb(raw: np.ndarray, name: str) -> Image:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+MAX_PIXELS = 40_000_000
+"""Images with more pixels than this (width x height, read from the header) are refused before decoding:
+a 40-megapixel image already takes hours to inpaint on a CPU, and a crafted header would otherwise make
+the decoder allocate gigabytes. Callers pass a larger ``max_pixels`` to raise it."""
+
 
 def _is_16bit_png(data: bytes) -> bool:
     """Pillow reads 16-bit colour PNGs as 8 bit, so those go through pypng."""
     return data[:8] == PNG_SIGNATURE and len(data) > 25 and data[24] == 16 and data[25] in (2, 6)
+
+
+def _header_size(data: bytes, name: str) -> tuple[int, int]:
+    """(width, height) from the file's header alone, without decoding any pixels."""
+    if data[:8] == PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise EsdiffError(f"{name}: truncated PNG file (no complete header)")
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with _no_pillow_limit(), PILImage.open(_io.BytesIO(data)) as im:
+            return im.size
+    except UnidentifiedImageError:
+        raise EsdiffError(f"{name}: not an image (no known image format)") from None
+    except Exception as exc:
+        raise EsdiffError(f"{name}: truncated or damaged image header ({_detail(exc)})") from None
+
+
+class _no_pillow_limit:
+    """Pillow's own decompression-bomb limit off while we decode: our header check has already run."""
+
+    def __enter__(self) -> None:
+        from PIL import Image as PILImage
+
+        self._saved = PILImage.MAX_IMAGE_PIXELS
+        PILImage.MAX_IMAGE_PIXELS = None
+
+    def __exit__(self, *exc: object) -> None:
+        from PIL import Image as PILImage
+
+        PILImage.MAX_IMAGE_PIXELS = self._saved
+
+
+def _detail(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:120] or type(exc).__name__
+
+
+def check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
+    """An EsdiffError if ``width x height`` is over ``max_pixels`` (see ``MAX_PIXELS``)."""
+    if width * height > max_pixels:
+        raise EsdiffError(
+            f"{name}: too large: {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (--max-pixels raises it)"
+        )
 
 
 def _read_16bit_png(data: bytes) -> np.ndarray:
@@ -71,35 +123,36 @@ def _read_16bit_png(data: bytes) -> np.ndarray:
     return flat.reshape(height, width, meta["planes"])
 
 
-def _decode(data: bytes) -> np.ndarray:
-    if _is_16bit_png(data):
-        return _read_16bit_png(data)
-    return np.asarray(iio.imread(_io.BytesIO(data)))
+def decode_pixels(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The file's pixel array as stored; header first (empty, not an image, too large), then the pixels
+    (truncated or damaged). ``name`` starts every error message."""
+    if not data:
+        raise EsdiffError(f"{name}: empty file (0 bytes)")
+    check_pixels(*_header_size(data, name), max_pixels, name)
+    try:
+        if _is_16bit_png(data):
+            return _read_16bit_png(data)
+        with _no_pillow_limit():
+            return np.asarray(iio.imread(_io.BytesIO(data)))
+    except Exception as exc:  # the decoders raise many types for a cut-off or corrupt file
+        raise EsdiffError(f"{name}: truncated or damaged image file ({_detail(exc)})") from None
 
 
-def read_image(path: str | os.PathLike[str]) -> Image:
+def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Image:
     """Read one image file; any failure is one clear EsdiffError."""
     path = Path(path)
     if not path.exists():
         raise EsdiffError(f"{path}: no such file")
     if path.is_dir():
         raise EsdiffError(f"{path}: is a folder, not an image")
-    try:
-        raw = _decode(path.read_bytes())
-    except Exception as exc:  # imageio raises many types for a bad file
-        raise EsdiffError(f"{path}: not a readable image ({type(exc).__name__})") from None
-    return _to_rgb(raw, str(path))
+    return _to_rgb(decode_pixels(path.read_bytes(), str(path), max_pixels), str(path))
 
 
-def decode_image(data: bytes, name: str = "<stdin>") -> Image:
+def decode_image(data: bytes, name: str = "<stdin>", max_pixels: int = MAX_PIXELS) -> Image:
     """Decode image bytes (e.g. a PNG piped on stdin)."""
     if not data:
         raise EsdiffError(f"{name}: empty input")
-    try:
-        raw = _decode(data)
-    except Exception as exc:
-        raise EsdiffError(f"{name}: not a readable image ({type(exc).__name__})") from None
-    return _to_rgb(raw, name)
+    return _to_rgb(decode_pixels(data, name, max_pixels), name)
 
 
 def quantize(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Inpainting masks: seeded generators (random, block, box, text) and mask files (SPEC 4).
+"""Inpainting masks: seeded generators (random, block, box, text, caption, strokes) and mask files (SPEC 4).
 
 A mask is ``known``: a bool H x W array, True on observed pixels, False on missing ones.
 Mask files follow the LaMa / OpenCV convention: white (non-zero) = missing, black = known.
@@ -21,12 +21,15 @@ SPEC_HELP = (
     "valid mask specs: 'random:P' (fraction P in [0, 1) of pixels missing), "
     "'block:SIZE:P' (SIZE x SIZE blocks until a fraction P is missing), "
     "'box:X,Y,W,H' (one missing rectangle, X = column, Y = row of its top-left corner), "
-    "'text1' (large text, about 13 % missing), 'text2' (small sparse text, about 5 % missing); "
+    "'text1' (large text, about 13 % missing), 'text2' (small sparse text, about 5 % missing), "
+    "'caption' or 'caption:SIZE' (meme-style bold capitals, font size SIZE px, default 9/64 of the image "
+    "height: about 15 % missing, 8 px strokes at 256 x 256), "
+    "'strokes:thin', 'strokes:medium', 'strokes:thick' (free-form brush strokes, LaMa's three classes); "
     "anything else is read as a mask file (white = missing)"
 )
 
-_KINDS = ("random", "block", "box")
-_TEXTS = ("text1", "text2")
+_KINDS = ("random", "block", "box", "caption", "strokes")
+_TEXTS = ("text1", "text2", "caption")
 
 # Fixed word list for the text overlays: changing it changes every text mask.
 _WORDS = (
@@ -43,7 +46,8 @@ _TEXT_STYLES = {"text1": (22.0, 32.0), "text2": (10.0, 48.0)}
 
 
 def is_mask_spec(text: str) -> bool:
-    """True if ``text`` names a mask generator (``random:``, ``block:``, ``box:``, text1, text2)."""
+    """True if ``text`` names a mask generator (``random:``, ``block:``, ``box:``, ``caption``,
+    ``strokes:``, text1, text2)."""
     return text in _TEXTS or (":" in text and text.split(":", 1)[0] in _KINDS)
 
 
@@ -60,6 +64,12 @@ def _parse(spec: str) -> tuple[str, tuple[float, ...]]:
     if not is_mask_spec(spec):
         raise EsdiffError(f"unknown mask spec {spec!r}; {SPEC_HELP}")
     kind, _, args = spec.partition(":")
+    if kind == "caption":
+        return kind, (_positive_int(args, spec),)
+    if kind == "strokes":
+        if args not in STROKES:
+            raise EsdiffError(f"bad mask spec {spec!r}: expected strokes:{'|'.join(STROKES)}; {SPEC_HELP}")
+        return kind, (list(STROKES).index(args),)
     if kind == "random":
         return kind, (_fraction(args, spec),)
     if kind == "block":
@@ -80,8 +90,13 @@ def generate_mask(spec: str, height: int, width: int, seed: int = 0) -> np.ndarr
     if seed < 0:
         raise EsdiffError(f"mask seed must be non-negative, got {seed}")
     kind, numbers = _parse(spec)
-    if kind in _TEXTS:
+    if kind in ("text1", "text2"):
         return _text_mask(kind, height, width, seed)
+    if kind == "caption":
+        size = int(numbers[0]) if numbers else max(1, round(height * CAPTION_SIZE / 256))
+        return _caption_mask(size, height, width, seed)
+    if kind == "strokes":
+        return _strokes_mask(list(STROKES.values())[int(numbers[0])], height, width, seed)
     if kind == "random":
         return _random_mask(numbers[0], height, width, seed)
     if kind == "block":
@@ -199,6 +214,96 @@ def _draw_text_lines(
     return canvas.crop((0, 0, width, height))
 
 
+CAPTION_SIZE = 36
+"""Default caption letter size (font size in px) at an image height of 256; it scales with the height."""
+
+
+_CAPTION_DRAWS = 24
+"""Words drawn per caption line; those that no longer fit are skipped, so lines come out nearly full."""
+
+
+def _caption_mask(size: int, height: int, width: int, seed: int) -> np.ndarray:
+    """Meme-style captions: one line at the top and two at the bottom of seeded random capitalised
+    words, centred, in Pillow's built-in font (the same on every machine with the same Pillow) thickened
+    by an outline of ``size / 20`` px each side. At the default size on 256 x 256 the letters are about
+    8 px thick and about 15 % of the pixels go missing."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # no FreeType: no scalable font to draw with
+        raise EsdiffError("caption masks need Pillow with FreeType (the scalable built-in font)") from None
+    stroke = max(1, round(size / 20))
+    rng = np.random.default_rng([seed, len(_TEXTS)])
+    canvas = PILImage.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    margin = max(1, round(0.03 * height))
+    pitch = size + 2 * stroke  # baseline to baseline: the outlined letters just do not touch
+    for line in range(3):  # top, bottom-but-one, bottom
+        words: list[str] = []
+        for _ in range(_CAPTION_DRAWS):  # words that fit in 85 % of the width, skipping those that do not
+            word = _WORDS[int(rng.integers(len(_WORDS)))].upper()
+            if draw.textlength(" ".join([*words, word]), font=font) + 2 * stroke <= 0.85 * width:
+                words.append(word)
+        text = " ".join(words) or _WORDS[0].upper()
+        left, up, right, down = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+        x = (width - (right - left)) / 2 - left
+        jitter = int(rng.integers(0, margin + 1))
+        if line == 0:
+            y = margin + jitter - up
+        else:
+            y = height - margin - jitter - down - (2 - line) * pitch
+        draw.text((x, y), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    return np.asarray(canvas) < 128
+
+
+STROKES: dict[str, dict[str, int]] = {
+    "thin": {"min_times": 4, "max_times": 50, "max_width": 10, "max_angle": 4, "max_len": 40},
+    "medium": {"min_times": 4, "max_times": 5, "max_width": 50, "max_angle": 4, "max_len": 100},
+    "thick": {"min_times": 1, "max_times": 5, "max_width": 100, "max_angle": 4, "max_len": 200},
+}
+"""LaMa's free-form stroke classes (Suvorov et al. 2022, configs/data_gen/random_{thin,medium,thick}_256):
+strokes per mask, brush width, angle and segment length ranges at 256 px. LaMa's medium and thick sets
+also draw boxes in 30 % of the masks; these are the strokes alone (``box:`` covers boxes)."""
+
+MAX_STROKE_AREA = 0.5
+"""LaMa discards masks that cover more than half the image (``max_tamper_area``); they are redrawn."""
+
+
+def _strokes_mask(params: dict[str, int], height: int, width: int, seed: int) -> np.ndarray:
+    """LaMa's irregular mask: strokes of 1-5 straight segments from a random start, each segment
+    ``10 + U[0, max_len)`` long at an angle of ``0.01 + U{0..max_angle-1}`` radians (mirrored on every
+    other stroke) with a round brush ``5 + U[0, max_width)`` wide; lengths and widths scale with
+    ``min(H, W) / 256``. Masks over ``MAX_STROKE_AREA`` are redrawn from the same stream."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng([seed, len(_TEXTS) + 1])
+    scale = min(height, width) / 256
+    while True:
+        canvas = PILImage.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(canvas)
+        for i in range(int(rng.integers(params["min_times"], params["max_times"] + 1))):
+            x, y = float(rng.integers(width)), float(rng.integers(height))
+            for _ in range(1 + int(rng.integers(5))):
+                angle = 0.01 + int(rng.integers(params["max_angle"]))
+                if i % 2 == 0:
+                    angle = 2 * math.pi - angle
+                length = scale * (10 + int(rng.integers(params["max_len"])))
+                brush = max(1.0, scale * (5 + int(rng.integers(params["max_width"]))))
+                x1 = min(max(x + length * math.sin(angle), 0.0), width)
+                y1 = min(max(y + length * math.cos(angle), 0.0), height)
+                draw.line([(x, y), (x1, y1)], fill=255, width=round(brush))
+                for cx, cy in ((x, y), (x1, y1)):  # round ends, as a brush leaves
+                    r = brush / 2
+                    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+                x, y = x1, y1
+        known = np.asarray(canvas) < 128
+        if 1.0 - known.mean() <= MAX_STROKE_AREA:
+            return known
+
+
 def missing_fraction(known: np.ndarray) -> float:
     """Fraction of missing (False) pixels."""
     return 1.0 - float(np.asarray(known, dtype=bool).mean())
@@ -240,16 +345,17 @@ def load_mask(path: str | Path, *, invert: bool = False, shape: tuple[int, int] 
     path = Path(path)
     if not path.is_file():
         raise EsdiffError(f"cannot read mask {path}: no such file")
-    try:
-        if path.suffix.lower() == ".npy":
+    if path.suffix.lower() == ".npy":
+        try:
             array = np.load(path, allow_pickle=False)
-        else:
-            import imageio.v3 as iio
+        except Exception as exc:  # numpy raises many types for unreadable files
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EsdiffError(f"cannot read mask {path}: not a readable .npy array ({detail})") from None
+    else:  # the image's checks: empty, not an image, truncated, too large (read from the header)
+        from esdiff.io import MAX_PIXELS, decode_pixels
 
-            array = iio.imread(path)
-    except Exception as exc:  # imageio raises many types for unreadable files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EsdiffError(f"cannot read mask {path}: not a readable image or .npy array ({detail})") from None
+        limit = max(MAX_PIXELS, shape[0] * shape[1]) if shape is not None else MAX_PIXELS
+        array = decode_pixels(path.read_bytes(), f"cannot read mask {path}", limit)
     known = _to_known(np.asarray(array), str(path))
     if invert:
         known = ~known

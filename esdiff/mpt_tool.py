@@ -49,13 +49,17 @@ def picture(result: MPTResult, gap: int = 4) -> np.ndarray:
     return np.concatenate(row[:-1], axis=1)
 
 
+def output_paths(stem: str, folder: Path) -> tuple[Path, Path]:
+    """Where ``write_outputs`` puts the object and the picture of the image named ``stem``."""
+    return folder / f"{stem}_mpt.safetensors", folder / f"{stem}_mpt.png"
+
+
 def write_outputs(result: MPTResult, folder: Path) -> tuple[Path, Path]:
     """Write ``<stem>_mpt.safetensors`` and ``<stem>_mpt.png`` atomically into ``folder``."""
     from safetensors.torch import save
 
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = folder / f"{result.name}_mpt.safetensors"
-    png = folder / f"{result.name}_mpt.png"
+    tensors, png = output_paths(result.name, folder)
     data = save(
         {"object": result.obj.contiguous(), "keep": result.keep.contiguous()},
         metadata={

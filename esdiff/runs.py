@@ -63,6 +63,21 @@ def write_run_config(run_dir: Path, **fields: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_NAME, text.encode())
 
 
+def check_resume_data(run_dir: Path, data: str | os.PathLike[str]) -> None:
+    """An EsdiffError if the run in ``run_dir`` recorded another training folder than ``data`` (runs
+    that recorded none pass)."""
+    try:
+        recorded = json.loads((run_dir / CONFIG_NAME).read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return
+    asked = str(Path(data).resolve())
+    if recorded is not None and recorded != asked:
+        raise EsdiffError(
+            f"--resume: the run in {run_dir} trained on {recorded}, not {asked}; resume with that folder, "
+            "or train into a new -o"
+        )
+
+
 def clean_temp_files(run_dir: Path) -> None:
     """Remove temp files a killed run left behind (never a finished file)."""
     for name in (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME):

@@ -187,6 +187,7 @@ def train(
     bf16: bool = False,
     channels_last: bool = False,
     val_images: Sequence[np.ndarray] | None = None,
+    run_info: dict[str, object] | None = None,
 ) -> TrainResult:
     """Train, or with ``resume`` continue, up to ``train_config.steps`` steps; return where it stopped.
 
@@ -196,7 +197,8 @@ def train(
     goes into the metrics (``val_psnr``) and the callback (``val``). A first SIGINT/SIGTERM finishes the
     current step, writes a checkpoint and returns ``interrupted=True``; a second abandons the step (the
     last checkpoint stays). A non-finite loss stops the run with an EsdiffError before anything is saved
-    over the last (finite) checkpoint.
+    over the last (finite) checkpoint. ``run_info`` adds fields to ``config.json`` (the command line
+    records the data folder there).
     """
     if model_config.network.channels != model_config.mpt.channels:
         raise EsdiffError(
@@ -238,6 +240,7 @@ def train(
                 channels_last=channels_last,
                 images=len(sampler.images),
                 esdiff_version=esdiff.__version__,
+                **(run_info or {}),
             )
 
         def save(step: int) -> None:

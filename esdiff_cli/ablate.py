@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from esdiff_cli.common import Device, cli_errors, fail, info, resolve_device
+from esdiff_cli.common import MAX_SEED, Device, cli_errors, fail, info, resolve_device
+from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
 def variants(base: Any) -> dict[str, dict[str, Any]]:
@@ -50,8 +51,9 @@ def command(
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/ablate"),
     data: Annotated[Path | None, typer.Option(help="Data root.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampler seed.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
     list_variants: Annotated[bool, typer.Option("--list", help="List the variants and exit.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -60,8 +62,8 @@ def command(
         from esdiff.config import DEFAULT_SAMPLER
 
         table_of = variants(DEFAULT_SAMPLER)
-        if list_variants:
-            info(", ".join(table_of))
+        if list_variants:  # data, not a message: stdout, one name a line
+            print("\n".join(table_of))
             return
         chosen = [v.strip() for v in variant.split(",") if v.strip()]
         unknown = [v for v in chosen if v not in table_of]
@@ -76,6 +78,7 @@ def command(
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit)
         settings = {v: {**table_of[v], "model": model, "steps": steps} for v in chosen}
+        set_threads(threads)
         options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
         jobs = [Job(im, spec, "esdiff", label=v) for im in images for spec in specs for v in chosen]
         out.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -24,6 +27,15 @@ from esdiff.errors import EsdiffError
 
 if TYPE_CHECKING:
     import torch
+
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 .. 2^32 - 1 (the sampler derives per-patch seeds from them, which must stay in 64 bits)."""
+
+MAX_PIXELS = 40_000_000
+"""``esdiff.io.MAX_PIXELS``, repeated here (a test checks) so that ``--help`` needs no numpy."""
+
+MASK_SPECS = "random:P, block:SIZE:P, box:X,Y,W,H, text1, text2, caption[:SIZE], strokes:thin|medium|thick"
+"""The mask generators, for help texts (a test checks that every generator in esdiff.masks is listed)."""
 
 console = Console(stderr=True, highlight=False)
 """All messages go to stderr, so stdout stays free for data (`-o -`, `--json`)."""
@@ -53,21 +65,40 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    if issubclass(category, UserWarning):
+        warn(str(message))
+
+
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn user-facing errors into one line and a non-zero exit; show library warnings as one line each."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Turn user-facing errors into one line and a non-zero exit; show library warnings as one line each,
+    when they happen (so "alpha channel dropped" comes before "wrote ...")."""
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
         try:
             yield
         except EsdiffError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
-        finally:
-            for w in caught:
-                if issubclass(w.category, UserWarning):
-                    warn(str(w.message))
+
+
+def check_writable(folder: Path) -> None:
+    """An EsdiffError unless files can be created in ``folder`` (or, if it does not exist yet, in the
+    nearest folder above it that does): found before any compute, not after it."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EsdiffError(f"{folder}: cannot write there ({existing} is not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".esdiff-write-test-", dir=existing)
+    except OSError as exc:
+        raise EsdiffError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def resolve_device(device: Device) -> torch.device:

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from esdiff_cli.common import Device, cli_errors, console, fail, info, make_progress, resolve_device
+from esdiff_cli.common import MAX_SEED, Device, cli_errors, console, fail, info, make_progress, resolve_device
+from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
 def parse_methods(text: str) -> list[str]:
@@ -24,7 +25,7 @@ def parse_methods(text: str) -> list[str]:
 def command(
     benchmark: Annotated[str, typer.Option(help="lsun100, standard6, cbsd68, or folder:PATH.")] = "lsun100",
     masks: Annotated[
-        str, typer.Option(help="table1, table2, or mask specs separated by , (; if a box).")
+        str, typer.Option(help="table1, table2, users, or mask specs separated by , (; if a box).")
     ] = "table1",
     methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "esdiff,aloha,biharmonic",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder.")] = None,
@@ -42,8 +43,9 @@ def command(
     dip_channels: Annotated[
         int | None, typer.Option(min=1, help="DIP network width (default 128; narrower is cheaper).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the stochastic methods.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the stochastic methods.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every (image, mask, method) job of a benchmark; re-running skips finished jobs."""
@@ -69,6 +71,7 @@ def command(
         }
         dip = {"iterations": dip_iterations, "channels": dip_channels}
         settings["dip"] = {k: v for k, v in dip.items() if v is not None}
+        set_threads(threads)
         options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         jobs = [Job(im, spec, m) for im in images for spec in specs for m in method_list]

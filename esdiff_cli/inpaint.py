@@ -14,7 +14,11 @@ import typer
 from esdiff.errors import EsdiffError
 from esdiff.methods import BASELINES, METHODS, SAMPLERS
 from esdiff_cli.common import (
+    MASK_SPECS,
+    MAX_PIXELS,
+    MAX_SEED,
     Device,
+    check_writable,
     cli_errors,
     console,
     fail,
@@ -23,6 +27,7 @@ from esdiff_cli.common import (
     print_error,
     progress_callback,
 )
+from esdiff_cli.threads import THREADS_HELP, set_threads
 
 STDIO = "-"
 EXPERT = "Sampler options (esdiff, ncsnpp)"
@@ -83,6 +88,28 @@ def plan_jobs(source: str, out: str | None, overwrite: bool) -> tuple[list[Job],
     return [Job(path.stem, path, dest)], False
 
 
+def check_outputs(jobs: list[Job]) -> None:
+    """Before any compute: a PNG is never dumped on a terminal, and every output folder is writable."""
+    if any(job.dest is None for job in jobs) and sys.stdout.isatty():
+        raise EsdiffError(
+            "-o - writes PNG bytes to stdout, which is a terminal: redirect it (> out.png) or pipe it"
+        )
+    for folder in sorted({job.dest.parent for job in jobs if job.dest is not None}):
+        check_writable(folder)
+
+
+def check_mask_option(mask: str) -> None:
+    """A --mask that is neither a generator spec nor an existing file or folder fails at once, listing
+    the specs (a mistyped spec such as ``text3`` would otherwise fail as a missing file, after the model
+    has loaded)."""
+    from esdiff.masks import SPEC_HELP, is_mask_spec
+
+    if not is_mask_spec(mask) and not Path(mask).exists():
+        raise EsdiffError(
+            f"--mask {mask!r} is neither a mask spec nor an existing file or folder; {SPEC_HELP}"
+        )
+
+
 def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]:
     """Read, inpaint, write one image; returns its summary."""
     from esdiff.io import decode_image, encode_png, read_image, write_image
@@ -91,7 +118,12 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
 
     if job.dest is not None and job.dest.exists() and not args["overwrite"]:
         raise EsdiffError(f"{job.dest}: exists (use --overwrite to replace it)")
-    image = read_image(job.source) if job.source else decode_image(sys.stdin.buffer.read())
+    limit = args["max_pixels"]
+    image = (
+        read_image(job.source, limit)
+        if job.source
+        else decode_image(sys.stdin.buffer.read(), max_pixels=limit)
+    )
     shape = image.pixels.shape[:2]
     known = resolve_mask(
         args["mask"], *shape, seed=args["mask_seed"], invert=args["invert_mask"], stem=job.name
@@ -99,7 +131,7 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     check_mask(known, shape)
     truth = None
     if args["gt"] is not None:
-        truth = read_image(args["gt"]).pixels
+        truth = read_image(args["gt"], limit).pixels
         if truth.shape != image.pixels.shape:
             raise EsdiffError(f"{args['gt']}: ground truth size differs from the input's")
     summary: dict[str, Any] = {
@@ -109,6 +141,7 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
         "missing_fraction": missing_fraction(known),
         "method": args["method"],
         "seed": args["seed"],
+        "threads": args["threads"],
     }
     info(f"{job.name}: {shape[1]}x{shape[0]}, {summary['missing_fraction']:.2%} missing")
     options = MethodOptions(seed=args["seed"], device=args["device"], settings=args["settings"])
@@ -158,9 +191,7 @@ def command(
     ],
     mask: Annotated[
         str,
-        typer.Option(
-            help="Mask file, folder (matched by stem), or spec: random:P, block:S:P, box:X,Y,W,H, text1."
-        ),
+        typer.Option(help=f"Mask file, folder (matched by stem), or spec: {MASK_SPECS}."),
     ],
     out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
     method: Annotated[str, typer.Option(help=f"Inpainting method: {', '.join(METHODS)}.")] = "esdiff",
@@ -179,13 +210,20 @@ def command(
             show_default=shown_default("shifts"),
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for every image (results do not depend on batching).")] = 0,
-    mask_seed: Annotated[int, typer.Option(help="Seed of generated masks.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(min=0, max=MAX_SEED, help="Seed for every image (results do not depend on batching)."),
+    ] = 0,
+    mask_seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of generated masks.")] = 0,
     invert_mask: Annotated[
         bool, typer.Option("--invert-mask", help="Mask files mark KNOWN pixels white.")
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse larger images (width x height, read from the header).")
+    ] = MAX_PIXELS,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -326,6 +364,8 @@ def command(
         if method not in METHODS:
             raise fail(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
         jobs, is_folder = plan_jobs(source, out, overwrite)
+        check_outputs(jobs)
+        check_mask_option(mask)
         if json_out and any(job.dest is None for job in jobs):
             raise fail("--json prints on stdout, which -o - already uses")
         if gt is not None and is_folder:
@@ -359,6 +399,9 @@ def command(
         assert method in SAMPLERS or method in BASELINES
         from esdiff_cli.common import resolve_device
 
+        set_threads(threads)
+        import torch
+
         args = {
             "mask": mask,
             "mask_seed": mask_seed,
@@ -369,6 +412,8 @@ def command(
             "settings": settings,
             "gt": gt,
             "overwrite": overwrite,
+            "threads": torch.get_num_threads(),
+            "max_pixels": max_pixels,
         }
         if method in SAMPLERS:  # a bad checkpoint fails before any image is touched
             from esdiff.methods import default_model

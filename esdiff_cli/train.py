@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from esdiff.errors import EsdiffError
-from esdiff_cli.common import Device, cli_errors, fail, info, make_progress, progress_callback, resolve_device
+from esdiff_cli.common import (
+    MAX_SEED,
+    Device,
+    cli_errors,
+    fail,
+    info,
+    make_progress,
+    progress_callback,
+    resolve_device,
+)
+from esdiff_cli.threads import THREADS_HELP, set_threads
 
 DEFAULT_RECIPE_NAME = "edm-rgb"
 """esdiff.config.DEFAULT_RECIPE, repeated for --help without importing torch (a test checks they agree)."""
@@ -54,9 +64,11 @@ def command(
     ] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000")] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of weights, crops, noise and mask.", show_default="0")
+        int | None,
+        typer.Option(min=0, max=MAX_SEED, help="Seed of weights, crops, noise and mask.", show_default="0"),
     ] = None,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in OUT from its checkpoint.")
     ] = False,
@@ -133,6 +145,7 @@ def command(
     with cli_errors():
         from esdiff.checkpoints import CHECKPOINT_NAME, read_info
         from esdiff.data import load_training_images
+        from esdiff.runs import check_resume_data
 
         images = load_training_images(data)
         val_images = load_training_images(val) if val is not None else None
@@ -141,6 +154,7 @@ def command(
             if not (out / CHECKPOINT_NAME).is_file():
                 raise EsdiffError(f"--resume: {out} holds no {CHECKPOINT_NAME} to continue from")
             saved = read_info(out / CHECKPOINT_NAME)
+            check_resume_data(out, data)
         model_cfg, train_cfg = resolve_configs(given, saved)
         torch_device = resolve_device(device)
         if dry_run:
@@ -149,6 +163,7 @@ def command(
             return
         from esdiff.training import train
 
+        set_threads(threads)
         progress = make_progress(quiet or rank != 0)
         bar: list[Callable[..., None]] = []
 
@@ -173,6 +188,7 @@ def command(
                 bf16=bf16,
                 channels_last=channels_last,
                 val_images=val_images,
+                run_info={"data": str(data.resolve())},
             )
         finally:
             progress.stop()

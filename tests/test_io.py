@@ -127,3 +127,75 @@ def test_written_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.Monk
         finally:
             os.umask(old)
         assert stat.S_IMODE((tmp_path / f"{umask:o}.png").stat().st_mode) == mode
+
+
+def png_header(width: int, height: int, bit_depth: int = 16, colour_type: int = 2) -> bytes:
+    """The signature and IHDR chunk of a PNG claiming ``width x height`` (no pixel data follows)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.mark.parametrize("bit_depth", [16, 8])
+def test_a_huge_header_is_refused_before_decoding(tmp_path: Path, bit_depth: int) -> None:
+    """A 20000x20000 16-bit PNG used to decode for 75 s into ~6 GB (the pypng path has no bomb check)."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(20000, 20000, bit_depth) + b"\0" * 1000)
+    with pytest.raises(EsdiffError, match=r"too large: 20000x20000 = 400,000,000 pixels.*40,000,000"):
+        read_image(path)
+    with pytest.raises(EsdiffError, match="too large"):
+        decode_image(path.read_bytes())
+
+
+def test_a_real_image_over_a_lowered_limit_is_refused(tmp_path: Path) -> None:
+    for suffix in (".png", ".jpg", ".tif", ".bmp"):
+        iio.imwrite(tmp_path / f"a{suffix}", np.zeros((30, 40, 3), np.uint8))
+        with pytest.raises(EsdiffError, match=r"too large: 40x30 = 1,200 pixels, over the limit of 1,199"):
+            read_image(tmp_path / f"a{suffix}", max_pixels=1199)
+        assert read_image(tmp_path / f"a{suffix}", max_pixels=1200).pixels.shape == (30, 40, 3)
+    raw = np.zeros((30, 40, 3), np.uint16)
+    write_image(tmp_path / "b.png", raw, 16)
+    with pytest.raises(EsdiffError, match="too large"):
+        read_image(tmp_path / "b.png", max_pixels=1199)
+
+
+def test_a_bomb_past_pillows_own_limit_says_too_large_not_decompressionbomberror(tmp_path: Path) -> None:
+    """A BMP header claiming 20000 x 20000 (Pillow itself raises DecompressionBombError past 179 M)."""
+    import struct
+
+    header = b"BM" + struct.pack("<IHHI", 0, 0, 0, 54)
+    header += struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    (tmp_path / "bomb.bmp").write_bytes(header + b"\0" * 64)
+    with pytest.raises(EsdiffError, match=r"bomb.bmp: too large: 20000x20000") as caught:
+        read_image(tmp_path / "bomb.bmp")
+    assert "Decompression" not in str(caught.value)
+
+
+def test_unreadable_files_say_what_is_wrong(tmp_path: Path) -> None:
+    data = encode_png(np.random.default_rng(0).random((32, 32, 3)).astype(np.float32))
+    data16 = encode_png(np.random.default_rng(0).random((32, 32, 3)).astype(np.float32), 16)
+    cases = {
+        "empty.png": (b"", "empty file"),
+        "text.png": (b"this is text, not an image", "not an image"),
+        "cut.png": (data[: len(data) // 2], "truncated"),
+        "cut16.png": (data16[: len(data16) // 2], "truncated"),
+        "header.png": (data[:20], "truncated"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(EsdiffError, match=message) as caught:
+            read_image(tmp_path / name)
+        assert "OSError" not in str(caught.value), name
+
+
+def test_a_huge_mask_file_is_refused_before_decoding(tmp_path: Path) -> None:
+    from esdiff.masks import load_mask
+
+    (tmp_path / "mask.png").write_bytes(png_header(20000, 20000, 8, 0) + b"\0" * 1000)
+    with pytest.raises(EsdiffError, match=r"cannot read mask .*mask.png: too large"):
+        load_mask(tmp_path / "mask.png")
+    with pytest.raises(EsdiffError, match="too large"):
+        load_mask(tmp_path / "mask.png", shape=(64, 64))

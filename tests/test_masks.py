@@ -18,7 +18,17 @@ from esdiff.masks import (
     save_mask,
 )
 
-SEEDED = ["random:0.8", "block:16:0.3", "text1", "text2"]
+SEEDED = [
+    "random:0.8",
+    "block:16:0.3",
+    "text1",
+    "text2",
+    "caption",
+    "caption:20",
+    "strokes:thin",
+    "strokes:medium",
+    "strokes:thick",
+]
 
 
 @pytest.mark.parametrize("spec", [*SEEDED, "box:10,20,30,40"])
@@ -210,3 +220,81 @@ def test_resolve_mask_from_a_folder_by_stem(tmp_path: Path) -> None:
         resolve_mask(str(tmp_path), 20, 30, stem="c")
     with pytest.raises(EsdiffError, match="is a folder"):
         resolve_mask(str(tmp_path), 20, 30)
+
+
+def stroke_width(missing: np.ndarray) -> float:
+    """Median thickness of the missing shapes: twice the distance to the edge along their skeleton."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import skeletonize
+
+    return 2 * float(np.median(distance_transform_edt(missing)[skeletonize(missing)]))
+
+
+@pytest.mark.parametrize(
+    ("spec", "each", "mean", "width"),
+    [
+        ("caption", (0.12, 0.19), (0.14, 0.17), (6, 10)),  # the default: ~15 %, ~8 px letters
+        ("caption:24", (0.07, 0.12), (0.08, 0.11), (3, 6)),
+        ("caption:64", (0.17, 0.32), (0.21, 0.27), (10, 15)),
+    ],
+)
+def test_caption_fraction_and_letter_thickness(
+    spec: str, each: tuple[float, float], mean: tuple[float, float], width: tuple[float, float]
+) -> None:
+    masks = [generate_mask(spec, 256, 256, seed=s) for s in range(20)]
+    fractions = [missing_fraction(k) for k in masks]
+    assert all(each[0] <= f <= each[1] for f in fractions), fractions
+    assert mean[0] <= np.mean(fractions) <= mean[1]
+    assert width[0] <= np.median([stroke_width(~k) for k in masks]) <= width[1]
+
+
+def test_caption_default_size_scales_with_the_image() -> None:
+    for height, width in ((128, 128), (512, 512), (256, 512)):
+        fractions = [missing_fraction(generate_mask("caption", height, width, seed=s)) for s in range(5)]
+        assert 0.12 <= np.mean(fractions) <= 0.19, (height, width, fractions)
+    np.testing.assert_array_equal(generate_mask("caption", 256, 256), generate_mask("caption:36", 256, 256))
+
+
+@pytest.mark.parametrize(
+    ("kind", "mean", "width"),
+    [("thin", (0.20, 0.32), (7, 13)), ("medium", (0.20, 0.30), (22, 38)), ("thick", (0.24, 0.36), (35, 60))],
+)
+def test_strokes_follow_lamas_width_classes(
+    kind: str, mean: tuple[float, float], width: tuple[float, float]
+) -> None:
+    """LaMa's brush widths are 5 + U[0, 10), 5 + U[0, 50), 5 + U[0, 100) px at 256; masks over half the
+    image are redrawn."""
+    masks = [generate_mask(f"strokes:{kind}", 256, 256, seed=s) for s in range(40)]
+    fractions = [missing_fraction(k) for k in masks]
+    assert all(0 < f <= 0.5 for f in fractions), fractions
+    assert mean[0] <= np.mean(fractions) <= mean[1]
+    assert width[0] <= np.median([stroke_width(~k) for k in masks]) <= width[1]
+
+
+def test_strokes_scale_with_the_image() -> None:
+    small = [missing_fraction(generate_mask("strokes:medium", 128, 128, seed=s)) for s in range(40)]
+    assert 0.20 <= np.mean(small) <= 0.30
+
+
+def test_stroke_and_caption_masks_are_the_same_on_every_machine() -> None:
+    """Golden digests (numpy's seeded stream, Pillow's drawing and its built-in font); regenerate only
+    on purpose, and say so in the changelog: every stored benchmark mask changes with them."""
+    import hashlib
+
+    from PIL import features
+
+    def digest(spec: str) -> str:
+        return hashlib.sha256(np.packbits(generate_mask(spec, 64, 96, seed=7)).tobytes()).hexdigest()[:16]
+
+    assert digest("strokes:thin") == "9db6611166f4f936"
+    assert digest("strokes:medium") == "7b8495bb1af1a590"
+    assert digest("strokes:thick") == "8a0a74e729be7189"
+    if features.version("freetype2") != "2.14.3":
+        pytest.skip("text rendering is pinned for FreeType 2.14.3 (the one Pillow's wheels bundle)")
+    assert digest("caption") == "9b428a550f365ced"
+
+
+@pytest.mark.parametrize("spec", ["caption:0", "caption:x", "caption:", "strokes:fat", "strokes"])
+def test_bad_caption_and_stroke_specs_list_the_valid_ones(spec: str) -> None:
+    with pytest.raises(EsdiffError, match="strokes:thin"):
+        generate_mask(spec, 64, 64)

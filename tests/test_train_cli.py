@@ -326,3 +326,16 @@ def test_val_folder_logs_psnr_and_writes_the_curves(folder: Path, tmp_path: Path
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     resumed = train(folder, "-o", tmp_path / "run", "--steps", "5", "--recipe", "score-sde", "--resume", "-q")
     assert resumed.exit_code != 0 and "--recipe score-sde conflicts" in resumed.stderr
+
+
+def test_resume_refuses_another_data_folder(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train(folder, "-o", run, "--preset", "tiny", "--steps", "1", "-q").exit_code == 0
+    assert json.loads((run / "config.json").read_text())["data"] == str(folder.resolve())
+    other = make_folder(tmp_path / "other", count=3)
+    line = one_line_error(train(other, "-o", run, "--resume", "--steps", "2"))
+    assert "--resume" in line and str(folder.resolve()) in line and str(other.resolve()) in line
+    assert read_info(run / "checkpoint.safetensors").step == 1
+    result = train(folder, "-o", run, "--resume", "--steps", "2", "-q")  # the same folder continues
+    assert result.exit_code == 0, result.stderr
+    assert read_info(run / "checkpoint.safetensors").step == 2
