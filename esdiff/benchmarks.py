@@ -102,7 +102,8 @@ def load_benchmark(
 
 def parse_masks(text: str) -> tuple[str, ...]:
     """A protocol name (``table1``, ``table2``, ``users``) or a comma-separated list of mask specs
-    (``;``-separated when one is a box); each spec's syntax is checked here, its fit on an image when a mask is drawn."""
+    (``;``-separated when one is a box); each spec's syntax is checked here, its fit on an image when a
+    mask is drawn."""
     from esdiff.masks import check_mask_spec
 
     if text in MASK_PROTOCOLS:
