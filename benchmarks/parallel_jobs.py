@@ -12,8 +12,10 @@ Variants: ``default`` is `esdiff inpaint` as shipped (idle threads sleep; half t
 ``all-cores`` adds ``--threads <usable cores>``; ``all-cores-spin`` also skips the entry point's wait
 policy, so OpenMP spins as it did before the thread settings (the behaviour the issue measured).
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OMP_WAIT_POLICY`` are removed from the jobs' environment,
-so each job gets what a user who sets nothing gets. Other jobs on the machine disturb the figures: the
-load average before and after is recorded; run it when the machine is quiet.
+so each job gets what a user who sets nothing gets. Each job starts in its own session, as jobs started
+from two terminals do: Linux's scheduler (autogroup) shares the CPU between sessions first, so two jobs
+of one session would split one session's share whatever their threads do. Other jobs on the machine
+disturb the figures: the load average before and after is recorded; run it when the machine is quiet.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def autogroup() -> str:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 def job_command(variant: str, image: Path, out: Path, steps: int) -> list[str]:
     entry = SPIN_ENTRY if variant == "all-cores-spin" else ENTRY
     args = ["inpaint", str(image), "--mask", "random:0.8", "--steps", str(steps), "--device", "cpu"]
@@ -62,7 +71,9 @@ def run_at_once(commands: list[list[str]]) -> list[dict[str, float]]:
     """Start every command at the same moment; wall and CPU (user + system) seconds of each."""
     began = time.perf_counter()
     procs = [
-        subprocess.Popen(c, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            c, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         for c in commands
     ]
     results: dict[int, dict[str, float]] = {}
@@ -139,6 +150,7 @@ def main() -> None:
         )
     meta = {
         "usable_cpus": usable_cpus(),
+        "autogroup": autogroup(),
         "load_before": load_before,
         "load_after": load_after,
         "machine": platform.machine(),
