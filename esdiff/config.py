@@ -263,6 +263,11 @@ def model_config_problems(cfg: ModelConfig) -> list[str]:
         problems.append(f"network.fourier_scale must be positive (got {net.fourier_scale!r})")
     if mpt.enabled and mpt.size != PATCH_SIZE:
         problems.append(f"mpt.size must be the {PATCH_SIZE}-pixel patch size (got {mpt.size!r})")
+    kinds = typing.get_args(Parametrisation)
+    if cfg.precond.kind not in kinds:
+        problems.append(f"precond.kind must be one of {', '.join(kinds)} (got {cfg.precond.kind!r})")
+    if not (_is_finite(cfg.precond.sigma_data) and cfg.precond.sigma_data > 0):
+        problems.append(f"precond.sigma_data must be positive (got {cfg.precond.sigma_data!r})")
     if not _is_finite(mpt.ratio):
         problems.append(f"mpt.ratio must be a finite number (got {mpt.ratio!r})")
     if not (_is_finite(sde.sigma_min) and _is_finite(sde.sigma_max) and 0 < sde.sigma_min < sde.sigma_max):

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from esdiff.config import FusionMode, PrecondConfig
 from esdiff.errors import EsdiffError
+from esdiff.nn import ScoreModel
 from esdiff.patches import make_grid
 from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
@@ -57,7 +58,7 @@ class Prior(nn.Module):
     the denoiser as the forward pass.
     """
 
-    def __init__(self, net: nn.Module, precond: PrecondConfig) -> None:
+    def __init__(self, net: ScoreModel, precond: PrecondConfig) -> None:
         super().__init__()
         self.net = net
         self.precond = precond

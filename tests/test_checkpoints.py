@@ -219,6 +219,8 @@ def test_non_finite_weights_are_refused_at_load(checkpoint: Path, tmp_path: Path
         ({"sde": {"sigma_max": float("inf")}}, r"sde needs 0 < sigma_min < sigma_max"),
         ({"sde": {"eps": 0.0}}, r"sde.eps must be in \(0, 1\)"),
         ({"mpt": {"size": 32}}, r"mpt.size must be the 64-pixel patch size"),
+        ({"precond": {"kind": "magic"}}, r"precond.kind must be one of score-sde, edm \(got 'magic'\)"),
+        ({"precond": {"kind": "edm", "sigma_data": 0.0}}, r"precond.sigma_data must be positive"),
     ],
 )
 def test_impossible_configs_are_refused_at_load(
