@@ -1,8 +1,10 @@
-"""Shared fixtures: small real images, the shared data folder, a CLI runner."""
+"""Shared fixtures: small real images, the shared data folder, the command line run in this process."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,3 +44,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def main_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run the real entry point, ``esdiff_cli.app.main``, in this process (no interpreter start or torch
+    import per call) from folder ``cwd``; returns what a subprocess run would."""
+    from esdiff_cli.app import main
+
+    def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+        with monkeypatch.context() as patch:
+            if cwd is not None:
+                patch.chdir(cwd)
+            patch.setattr(sys, "argv", ["esdiff", *args])
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as stop:
+                main()
+        out, err = capsys.readouterr()
+        code = stop.value.code if isinstance(stop.value.code, int) else 1
+        return subprocess.CompletedProcess(list(args), code, out.encode(), err.encode())
+
+    return run

@@ -140,7 +140,7 @@ def test_stdin_to_stdout(tmp_path: Path, tiny_model: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["pickle", "plain-safetensors", "garbage"])
-def test_foreign_checkpoints_are_refused(tmp_path: Path, kind: str) -> None:
+def test_foreign_checkpoints_are_refused(tmp_path: Path, kind: str, main_here: Any) -> None:
     bad = tmp_path / "model.safetensors"
     if kind == "pickle":
         torch.save({"w": torch.zeros(2)}, bad)
@@ -151,7 +151,7 @@ def test_foreign_checkpoints_are_refused(tmp_path: Path, kind: str) -> None:
     else:
         bad.write_bytes(encode_png(np.zeros((4, 4, 3))))
     src = photo(tmp_path / "img.png", 64, 64)
-    result = esdiff("inpaint", str(src), "--mask", "random:0.5", "--model", str(bad), *CHEAP)
+    result = main_here("inpaint", str(src), "--mask", "random:0.5", "--model", str(bad), *CHEAP)
     lines = [line for line in result.stderr.decode().splitlines() if line.strip()]
     assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:"), (
         result.stderr.decode()
