@@ -44,6 +44,12 @@ def shown_default(name: str, low_rank: bool = False) -> str:
     return "; ".join([text, *others])
 
 
+def expert(name: str, help: str, *, low_rank: bool = False, **limits: Any) -> Any:
+    """A sampler option in the expert panel, its default shown from the samplers' configs."""
+    shown = shown_default(name, low_rank=low_rank)
+    return typer.Option(help=help, show_default=shown, rich_help_panel=EXPERT, **limits)
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -227,136 +233,38 @@ def command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    start: Annotated[
-        str | None,
-        typer.Option(
-            help="Start: lmafit, lmafit-noisy or noise.",
-            show_default=shown_default("start"),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
-    t_start: Annotated[
-        float | None,
-        typer.Option(
-            min=1e-4,
-            max=1.0,
-            help="Time of the first step.",
-            show_default=shown_default("t_start"),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
-    snr: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Corrector signal-to-noise ratio.",
-            show_default=shown_default("snr"),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
-    predictor_noise: Annotated[
-        bool | None,
-        typer.Option(
-            help="Add noise in the predictor.",
-            show_default=shown_default("predictor_noise"),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
+    start: Annotated[str | None, expert("start", "Start: lmafit, lmafit-noisy or noise.")] = None,
+    t_start: Annotated[float | None, expert("t_start", "Time of the first step.", min=1e-4, max=1.0)] = None,
+    snr: Annotated[float | None, expert("snr", "Corrector signal-to-noise ratio.", min=0.0)] = None,
+    predictor_noise: Annotated[bool | None, expert("predictor_noise", "Add noise in the predictor.")] = None,
     corrector_samples: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Langevin steps per level.",
-            show_default=shown_default("corrector_samples"),
-            rich_help_panel=EXPERT,
-        ),
+        int | None, expert("corrector_samples", "Langevin steps per level.", min=0)
     ] = None,
     predictor: Annotated[
-        str | None,
-        typer.Option(
-            help="Predictor: reverse-diffusion (paper) or ddim (deterministic).",
-            show_default=shown_default("predictor"),
-            rich_help_panel=EXPERT,
-        ),
+        str | None, expert("predictor", "Predictor: reverse-diffusion (paper) or ddim (deterministic).")
     ] = None,
     corrector_cap: Annotated[
         float | None,
-        typer.Option(
-            min=0.0,
-            help="Largest Langevin step, times sigma^2 (none: unbounded).",
-            show_default=shown_default("corrector_cap"),
-            rich_help_panel=EXPERT,
-        ),
+        expert("corrector_cap", "Largest Langevin step, times sigma^2 (none: unbounded).", min=0.0),
     ] = None,
-    fusion: Annotated[
-        str | None,
-        typer.Option(
-            help="i-MPT fusion: softmax, softmax0 or mean.",
-            show_default=shown_default("fusion"),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
-    tiling: Annotated[
-        str | None,
-        typer.Option(
-            help="Patches: overlap (lab) or tile.",
-            show_default=shown_default("tiling"),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
+    fusion: Annotated[str | None, expert("fusion", "i-MPT fusion: softmax, softmax0 or mean.")] = None,
+    tiling: Annotated[str | None, expert("tiling", "Patches: overlap (lab) or tile.")] = None,
     state: Annotated[
         str | None,
-        typer.Option(
-            help="Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels).",
-            show_default=shown_default("state"),
-            rich_help_panel=EXPERT,
-        ),
+        expert("state", "Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels)."),
     ] = None,
     mu: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="ADMM penalty of the low-rank step.",
-            show_default=shown_default("mu", low_rank=True),
-            rich_help_panel=EXPERT,
-        ),
+        float | None, expert("mu", "ADMM penalty of the low-rank step.", low_rank=True, min=0.0)
     ] = None,
-    rank: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=191,
-            help="Fixed Hankel rank.",
-            show_default=shown_default("rank", low_rank=True),
-            rich_help_panel=EXPERT,
-        ),
-    ] = None,
+    rank: Annotated[int | None, expert("rank", "Fixed Hankel rank.", low_rank=True, min=1, max=191)] = None,
     lmafit_tol: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="LMaFit tolerance.",
-            show_default=shown_default("lmafit_tol", low_rank=True),
-            rich_help_panel=EXPERT,
-        ),
+        float | None, expert("lmafit_tol", "LMaFit tolerance.", low_rank=True, min=0.0)
     ] = None,
     lmafit_max_iter: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="LMaFit iteration cap.",
-            show_default=shown_default("lmafit_max_iter", low_rank=True),
-            rich_help_panel=EXPERT,
-        ),
+        int | None, expert("lmafit_max_iter", "LMaFit iteration cap.", low_rank=True, min=1)
     ] = None,
     patch_batch: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Patches processed at once (memory bound; also ALOHA's).",
-            show_default=shown_default("patch_batch"),
-            rich_help_panel=EXPERT,
-        ),
+        int | None, expert("patch_batch", "Patches processed at once (memory bound; also ALOHA's).", min=1)
     ] = None,
 ) -> None:
     """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask)."""
