@@ -75,6 +75,18 @@ def biharmonic(observed: np.ndarray, known: np.ndarray, seed: int) -> np.ndarray
     return inpaint(observed, known)
 
 
+def table_row(name: str, row: dict[str, Any]) -> str:
+    """One Markdown row: PSNR / SSIM per level, the prior-alone inpainting, seconds (denoise, inpaint)."""
+    cell = "{psnr:.2f} / {ssim:.4f}".format
+    denoise, inpaint = row.get("denoise", {}), row.get("inpaint")
+    cells = [cell(**denoise[str(s)]) if denoise else "-" for s in SIGMAS]
+    cells.append(cell(**inpaint) if inpaint else "-")
+    seconds = [f"{mean([denoise[str(s)]['seconds'] for s in SIGMAS]):.2f}" if denoise else "-"]
+    seconds.append(f"{inpaint['seconds']:.1f}" if inpaint else "-")
+    label = Path(name).parent.name if name.endswith(".safetensors") else name
+    return f"| {label} | " + " | ".join(cells) + f" | {' + '.join(seconds)} |"
+
+
 def mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -136,29 +148,15 @@ def main() -> None:
             print(f"{name:>40} prior-alone {INPAINT_MASK}: {mean(p):.2f} dB  {mean(s):.4f}", flush=True)
 
     print()
-    header = "| method | " + " | ".join(f"sigma {s}" for s in SIGMAS) + f" | inpaint {INPAINT_MASK} | s/img |"
+    header = (
+        "| method | "
+        + " | ".join(f"sigma {s}" for s in SIGMAS)
+        + f" | inpaint {INPAINT_MASK} | s/img (denoise + inpaint) |"
+    )
     print(header)
     print("|" + "---|" * (len(SIGMAS) + 3))
     for name, row in rows.items():
-        cells = [
-            f"{row['denoise'][str(s)]['psnr']:.2f} / {row['denoise'][str(s)]['ssim']:.4f}"
-            if "denoise" in row
-            else "-"
-            for s in SIGMAS
-        ]
-        inp = row.get("inpaint")
-        cells.append(f"{inp['psnr']:.2f} / {inp['ssim']:.4f}" if inp else "-")
-        secs = [row["denoise"][str(s)]["seconds"] for s in SIGMAS] if "denoise" in row else []
-        timing = (
-            f"{mean(secs):.2f}" + (f" + {inp['seconds']:.1f}" if inp else "")
-            if secs
-            else f"{inp['seconds']:.2f}"
-        )
-        print(
-            f"| {Path(name).parent.name or name if name.endswith('.safetensors') else name} | "
-            + " | ".join(cells)
-            + f" | {timing} |"
-        )
+        print(table_row(name, row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"images": [im.name for im in images], "machine": platform.machine(), "device": args.device}
     args.out.write_text(json.dumps({"meta": {**meta, "versions": versions()}, "rows": rows}, indent=2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import time
@@ -21,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from esdiff.config import NETWORK_PRESETS, ModelConfig, TrainConfig
+from esdiff.config import DEFAULT_RECIPE, NETWORK_PRESETS, RECIPES, ModelConfig, TrainConfig
 from esdiff.data import CropSampler
 from esdiff.nn import count_parameters
+from esdiff.prior import Prior
 from esdiff.sde import VESDE
-from esdiff.training import ema_update, encode, learning_rate, new_model, train_step
+from esdiff.training import ema_update, learning_rate, new_model, train_step, training_loss
 from esdiff.transforms import virtual_mask
 
 DEFAULT_STEPS = {"tiny": 5, "base": 5, "paper": 2}
@@ -35,8 +37,9 @@ def measure(
     preset: str, steps: int, batch: int, device: torch.device, bf16: bool, channels_last: bool
 ) -> dict:
     """Seconds per step and patches/s of one preset (random 128x128 images, ``batch`` crops per step)."""
-    cfg = ModelConfig(network=NETWORK_PRESETS[preset])
-    train_cfg = TrainConfig(warmup=0)
+    precond, recipe = RECIPES[DEFAULT_RECIPE]
+    cfg = ModelConfig(network=NETWORK_PRESETS[preset], precond=precond)
+    train_cfg = TrainConfig(**recipe, warmup=0)
     rng = np.random.default_rng(0)
     images = [rng.random((128, 128, 3), dtype=np.float32) for _ in range(batch)]
     sampler = CropSampler(images)
@@ -45,6 +48,7 @@ def measure(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = new_model(cfg, seed=0).to(device, memory_format=fmt)
     ema = copy.deepcopy(model).requires_grad_(False)
+    prior = Prior(model, cfg.precond)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, eps=train_cfg.adam_eps)
     sde = VESDE.from_config(cfg.sde)
     times = []
@@ -52,8 +56,9 @@ def measure(
         if device.type == "cuda":
             torch.cuda.synchronize()
         tick = time.perf_counter()
-        x0 = encode(sampler.sample(gen), keep, cfg.mpt).to(device).contiguous(memory_format=fmt)
-        train_step(model, optimizer, x0, sde, gen, learning_rate(step, train_cfg), train_cfg.grad_clip, bf16)
+        crops = sampler.sample(gen).to(device).contiguous(memory_format=fmt)
+        loss = functools.partial(training_loss, prior, crops, keep, cfg, train_cfg, sde, gen, bf16)
+        train_step(prior, optimizer, loss, learning_rate(step, train_cfg), train_cfg.grad_clip)
         ema_update(ema, model, step + 1, train_cfg.ema_rate)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -5,6 +5,7 @@ Drawn with Pillow (already a dependency of imageio), so no plotting library is n
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -88,8 +89,6 @@ def _panel(
 
 def curves_png(records: Sequence[dict[str, Any]]) -> bytes:
     """PNG bytes: training loss (smoothed, log scale) on top, validation PSNR per level below."""
-    import io
-
     width, height = 720, 520
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -74,8 +72,7 @@ class Prior(nn.Module):
             return x + s.reshape(-1, 1, 1, 1).pow(2) * self.net(x, s)
         c_skip, c_out, c_in = edm_scalings(s, self.precond.sigma_data)
         u = x - 0.5  # around the data mean, so c_in gives a unit-variance input
-        raw = cast(Callable[[Tensor, Tensor], Tensor], self.net.raw)
-        out = raw(c_in * u, s.log() / 4)
+        out = self.net.raw(c_in * u, s.log() / 4)
         return 0.5 + c_skip * u + c_out * out.to(x.dtype)
 
     def score(self, x: Tensor, sigma: Tensor | float) -> Tensor:

@@ -36,11 +36,6 @@ class VESDE:
         """``sigma(t) = sigma_min (sigma_max / sigma_min) ** t``."""
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
 
-    def perturb(self, x0: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``x_t = x0 + sigma(t) z`` for a batch (``t`` of shape ``[B]``); returns ``(x_t, sigma)``."""
-        sigma = self.sigma(t)
-        return x0 + sigma.reshape(-1, *([1] * (x0.dim() - 1))) * z, sigma
-
     def sample_time(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
         """``t ~ U(eps, 1)`` on the generator's device (the DSM training distribution)."""
         device = generator.device if generator is not None else None

@@ -9,6 +9,7 @@ uninterrupted one would have drawn. Weight initialisation uses the global RNG in
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import time
@@ -143,28 +144,22 @@ def encode(crops: Tensor, keep: Tensor, cfg: MPTConfig) -> Tensor:
 def train_step(
     prior: nn.Module,
     optimizer: torch.optim.Optimizer,
-    crops: Tensor,
-    keep: Tensor,
-    model_cfg: ModelConfig,
-    cfg: TrainConfig,
-    sde: VESDE,
-    generator: torch.Generator,
+    loss_fn: Callable[[], Tensor],
     lr: float,
-    bf16: bool = False,
+    grad_clip: float,
 ) -> tuple[float, float]:
-    """One optimiser step on a batch of RGB crops; returns ``(loss, gradient norm before clipping)``.
-
-    A loss that is not finite raises :class:`DivergedError` before any weight changes."""
+    """One optimiser step on the loss ``loss_fn()`` (e.g. :func:`training_loss` of a batch); returns
+    ``(loss, gradient norm before clipping)``. A loss that is not finite raises :class:`DivergedError`
+    before any weight changes."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    loss = training_loss(prior, crops, keep, model_cfg, cfg, sde, generator, bf16)
+    loss = loss_fn()
     value = float(loss.detach())
     if not math.isfinite(value):
         raise DivergedError(f"the loss became {value}")
     loss.backward()
-    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-    norm = nn.utils.clip_grad_norm_(prior.parameters(), clip)
+    norm = nn.utils.clip_grad_norm_(prior.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
     return value, float(norm)
 
@@ -271,18 +266,16 @@ def train(
                     z = torch.randn(keep.shape, generator=generator, dtype=torch.float64)
                     step_keep = z < model_cfg.mpt.ratio
                 lr = learning_rate(step - 1, cfg)
+                batch = crops.to(device).contiguous(memory_format=fmt)
                 try:
                     loss, norm = train_step(
                         model,
                         optimizer,
-                        crops.to(device).contiguous(memory_format=fmt),
-                        step_keep,
-                        model_cfg,
-                        cfg,
-                        sde,
-                        generator,
+                        functools.partial(
+                            training_loss, model, batch, step_keep, model_cfg, cfg, sde, generator, bf16
+                        ),
                         lr,
-                        bf16,
+                        cfg.grad_clip,
                     )
                 except DivergedError as exc:
                     raise DivergedError(

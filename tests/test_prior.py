@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from esdiff.config import NETWORK_PRESETS, RECIPES, ModelConfig, MPTConfig, Prec
 from esdiff.prior import NCSNPP_MODEL, Prior, denoise_image, edm_scalings
 from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
-from esdiff.training import ema_update, new_model, train_step
+from esdiff.training import ema_update, new_model, train_step, training_loss
 from esdiff.transforms import virtual_mask
 
 C, S0 = 0.4, 0.1
@@ -109,7 +110,8 @@ def test_edm_training_learns_the_posterior_mean() -> None:
     keep = virtual_mask(2.81, size)
     for step in range(200):
         x0 = C + S0 * torch.randn(16, 3, size, size, generator=gen)
-        train_step(prior, optimizer, x0, keep, cfg, train_cfg, sde, gen, lr=2e-3)
+        loss = functools.partial(training_loss, prior, x0, keep, cfg, train_cfg, sde, gen)
+        train_step(prior, optimizer, loss, lr=2e-3, grad_clip=train_cfg.grad_clip)
         ema_update(ema, model, step + 1, 0.99)
     ema_prior = Prior(ema, precond)
     with torch.no_grad():

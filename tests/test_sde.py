@@ -36,12 +36,21 @@ def test_sample_time_in_range_and_seeded(sde: VESDE) -> None:
     assert torch.equal(t, sde.sample_time(10_000, torch.Generator().manual_seed(1)))
 
 
-def test_perturb_adds_scaled_noise(sde: VESDE) -> None:
-    x0, z = torch.rand(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
-    t = torch.tensor([0.0, 0.3, 0.7, 1.0])
-    x_t, sigma = sde.perturb(x0, t, z)
-    assert sigma.tolist() == pytest.approx([0.01 * 37800.0**v for v in t.tolist()], rel=1e-5)
-    assert torch.allclose((x_t - x0) / sigma.view(-1, 1, 1, 1), z, atol=1e-5)
+def test_training_noise_levels_by_recipe(sde: VESDE) -> None:
+    """SPEC 2's levels are sigma(t) of the same time draws; the band and the log-normal stay where asked."""
+    from esdiff.config import TrainConfig
+    from esdiff.training import draw_sigma
+
+    spec = draw_sigma(10_000, TrainConfig(), sde, torch.Generator().manual_seed(1))
+    assert torch.equal(spec, sde.sigma(sde.sample_time(10_000, torch.Generator().manual_seed(1))))
+    band = draw_sigma(
+        10_000, TrainConfig(sigma_lo=0.005, sigma_hi=2.0), sde, torch.Generator().manual_seed(1)
+    )
+    assert 0.005 <= float(band.min()) and float(band.max()) <= 2.0
+    assert float(band.log().mean()) == pytest.approx((math.log(0.005) + math.log(2.0)) / 2, abs=0.05)
+    normal = draw_sigma(10_000, TrainConfig(noise="log-normal"), sde, torch.Generator().manual_seed(1))
+    assert float(normal.log().mean()) == pytest.approx(-1.9, abs=0.05)
+    assert float(normal.log().std()) == pytest.approx(1.2, abs=0.05)
 
 
 @pytest.mark.parametrize(("steps", "t_start"), [(1000, 1.0), (25, 0.5), (7, 0.3)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -167,7 +168,9 @@ def test_toy_distribution_score() -> None:
     c = torch.tensor([0.3, 0.5, 0.7]).view(1, 3, 1, 1)
     for step in range(200):
         x0 = c + s0 * torch.randn(16, 3, size, size, generator=gen)
-        train_step(Prior(model, cfg.precond), optimizer, x0, keep, cfg, TrainConfig(), sde, gen, lr=2e-3)
+        prior = Prior(model, cfg.precond)
+        loss = functools.partial(training_loss, prior, x0, keep, cfg, TrainConfig(), sde, gen)
+        train_step(prior, optimizer, loss, lr=2e-3, grad_clip=1.0)
         ema_update(ema, model, step + 1, 0.999)
     with torch.no_grad():
         for sigma, tol in [(0.1, 0.35), (0.5, 0.2), (2.0, 0.2), (10.0, 0.2), (50.0, 0.2)]:
