@@ -20,6 +20,7 @@ StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
 PredictorMode = Literal["reverse-diffusion", "ddim"]
+SamplingMode = Literal["patches", "image"]
 Parametrisation = Literal["score-sde", "edm"]
 NoiseDistribution = Literal["log-uniform", "log-normal"]
 NoiseSpace = Literal["channels", "rgb"]
@@ -183,6 +184,10 @@ class SamplerConfig:
     corrector_cap: float | None = None
     """Largest Langevin step as a multiple of ``sigma^2``; None leaves SPEC's step unbounded."""
     tiling: TilingMode = "overlap"
+    sampling: SamplingMode = "patches"
+    """``patches``: every patch of the grid runs all steps on its own and the patches are stitched at the
+    end (paper); ``image``: the image is the state, the network steps run on tiles of a grid that moves
+    by a random offset every step and the low-rank step on the fixed grid (``esdiff.image_sampling``)."""
     fusion: FusionMode = "softmax"
     """How the four i-MPT estimates become one RGB patch (SPEC 1, fusion)."""
     tau: float = 1.0

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
+from esdiff.image_sampling import sample_whole_image
 from esdiff.patches import GRID_SHIFTS, make_grid
 from esdiff.prior import load
 from esdiff.sampler import STEP_LISTS, Encoding, StepList, sample_patches
@@ -61,7 +62,8 @@ def inpaint_image(
             if progress is not None:
                 progress(k * total + done, cfg.shifts * total)
 
-        run = sample_image(
+        sampler = sample_whole_image if cfg.sampling == "image" else sample_image
+        run = sampler(
             np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
             np.pad(known, ((dy, 0), (dx, 0))),
             score=score,

@@ -35,6 +35,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
             "config": cfg(low_rank=LowRankConfig(**{**dataclasses.asdict(base.low_rank), "rank": 32}))
         },
         "tile": {"config": cfg(tiling="tile")},
+        "whole-image": {"config": cfg(sampling="image")},
         "state-mpt": {"config": cfg(state="mpt")},
         "shifts-2": {"config": cfg(shifts=2)},
     }

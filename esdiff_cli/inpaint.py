@@ -172,7 +172,7 @@ def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any])
     import dataclasses
     from typing import get_args
 
-    from esdiff.config import FusionMode, PredictorMode, StartMode, StateMode, TilingMode
+    from esdiff.config import FusionMode, PredictorMode, SamplingMode, StartMode, StateMode, TilingMode
 
     modes = {
         "start": StartMode,
@@ -180,6 +180,7 @@ def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any])
         "tiling": TilingMode,
         "state": StateMode,
         "predictor": PredictorMode,
+        "sampling": SamplingMode,
     }
     for name, mode in modes.items():
         allowed = get_args(mode)
@@ -249,6 +250,10 @@ def command(
     ] = None,
     fusion: Annotated[str | None, expert("fusion", "i-MPT fusion: softmax, softmax0 or mean.")] = None,
     tiling: Annotated[str | None, expert("tiling", "Patches: overlap (lab) or tile.")] = None,
+    sampling: Annotated[
+        str | None,
+        expert("sampling", "patches (each patch on its own, paper) or image (moving tiles, one image)."),
+    ] = None,
     state: Annotated[
         str | None,
         expert("state", "Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels)."),
@@ -289,6 +294,7 @@ def command(
             "corrector_cap": corrector_cap,
             "fusion": fusion,
             "tiling": tiling,
+            "sampling": sampling,
             "state": state,
             "shifts": shifts,
             "patch_batch": patch_batch,

@@ -1,0 +1,207 @@
+"""Whole-image sampling: the state is the image, not a set of patches sampled on their own.
+
+Every noise level runs the step list once over the whole image. The network steps (predictor,
+corrector, and the data-consistency steps between them) run on plain 64x64 tiles of a grid that moves
+by a random offset at every level, each cut from the current image and put back, so neighbouring
+regions always agree and no seam stays in one place (the random shift of patch-based diffusion priors,
+e.g. PaDIS). The low-rank step keeps its ADMM state (``U, V, L`` per patch) on the fixed overlapping
+grid of the LMaFit start, cut from and stitched into the same image. Tiles and low-rank patches that
+hold no missing pixel are skipped: their pixels are the observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from esdiff.config import PATCH_SIZE, SamplerConfig
+from esdiff.errors import EsdiffError
+from esdiff.lowrank import LowRankState
+from esdiff.operators import Inpainting
+from esdiff.patches import PAD, PatchGrid, make_grid
+from esdiff.sampler import Context, Encoding, State, Step, StepList, low_rank, noise_schedule, start_state
+from esdiff.sde import VESDE
+
+P = PATCH_SIZE
+
+
+def _pad(image: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """Mirror ``[C, H, W]`` outwards (edge replication where the image is too small to mirror)."""
+    height, width = image.shape[-2:]
+    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
+    return F.pad(image[None], (left, right, top, bottom), mode=mode)[0]
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Plain 64x64 tiles over an ``height x width`` image whose grid starts ``offset`` pixels above and
+    left of the image, so every pixel lies in exactly one tile."""
+
+    height: int
+    width: int
+    offset: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        oy, ox = self.offset
+        return -(-(self.height + oy) // P), -(-(self.width + ox) // P)
+
+    def _margins(self) -> tuple[int, int, int, int]:
+        (oy, ox), (ny, nx) = self.offset, self.shape
+        return oy, ny * P - self.height - oy, ox, nx * P - self.width - ox
+
+    def cut(self, image: Tensor, fill: Callable[..., Tensor] = _pad) -> Tensor:
+        """``[C, H, W]`` -> ``[N, C, 64, 64]`` in row-major order, the margins filled by ``fill``."""
+        ny, nx = self.shape
+        canvas = fill(image, *self._margins())
+        c = canvas.shape[0]
+        return canvas.reshape(c, ny, P, nx, P).permute(1, 3, 0, 2, 4).reshape(ny * nx, c, P, P)
+
+    def stitch(self, tiles: Tensor) -> Tensor:
+        """The inverse of ``cut``: ``[N, C, 64, 64]`` -> ``[C, H, W]``."""
+        (ny, nx), c = self.shape, tiles.shape[1]
+        canvas = tiles.reshape(ny, nx, c, P, P).permute(2, 0, 3, 1, 4).reshape(c, ny * P, nx * P)
+        top, _, left, _ = self._margins()
+        return canvas[:, top : top + self.height, left : left + self.width]
+
+
+def _zero_fill(image: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    return F.pad(image, (left, right, top, bottom))
+
+
+def _groups(step_list: StepList) -> Iterator[tuple[bool, tuple[Step, ...]]]:
+    """The step list as runs of consecutive steps: ``(True, (low_rank,))`` or ``(False, tile steps)``."""
+    run: list[Step] = []
+    for step in step_list:
+        if step is low_rank:
+            if run:
+                yield False, tuple(run)
+                run = []
+            yield True, (step,)
+        else:
+            run.append(step)
+    if run:
+        yield False, tuple(run)
+
+
+class _LowRankGrid:
+    """The fixed overlapping grid of the LMaFit start with the ADMM state of its active patches."""
+
+    def __init__(self, grid: PatchGrid, active: Tensor) -> None:
+        self.grid = grid
+        self.active = active  # indices into the grid's patches
+        self.states: list[LowRankState | None] = []
+
+    def cut(self, image: Tensor) -> Tensor:
+        """The active patches of ``image`` with its mirror image in the canvas margins."""
+        ch, cw = self.grid.canvas
+        canvas = _pad(image, PAD, ch - PAD - self.grid.height, PAD, cw - PAD - self.grid.width)
+        positions = self.grid.positions()
+        return torch.stack(
+            [canvas[:, y : y + P, x : x + P] for y, x in (positions[int(k)] for k in self.active)]
+        )
+
+    def stitch(self, image: Tensor, patches: Tensor) -> Tensor:
+        """``image`` with the inner parts of the active ``patches`` averaged in where they cover it."""
+        full = self.grid.cut(image)
+        full[self.active] = patches.to(full.dtype)
+        return self.grid.stitch(full)
+
+
+def sample_whole_image(
+    observed: np.ndarray,
+    known: np.ndarray,
+    *,
+    score: Callable[[Tensor, float], Tensor],
+    encoding: Encoding,
+    sde: VESDE,
+    step_list: StepList,
+    cfg: SamplerConfig,
+    seed: int,
+    device: str,
+    progress: Callable[[int, int], None],
+) -> np.ndarray:
+    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like ``sample_image``."""
+    if cfg.state != "rgb":
+        raise EsdiffError('whole-image sampling keeps the RGB image as its state: use state "rgb"')
+    height, width = known.shape
+    y = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1).to(device)
+    mask = torch.from_numpy(np.ascontiguousarray(known)).to(device)[None]
+    y = y * mask
+    sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
+    base = Context(score, encoding, Inpainting(mask), y, cfg, [], float(sigmas[0]), float(step_vars[0]))
+
+    # The start on the fixed grid, batch by batch, as the patch sampler starts; its ADMM state stays there.
+    grid = make_grid(height, width, cfg.tiling)
+    k_patches = grid.cut(mask)
+    missing = grid.cut(torch.ones_like(mask)) & ~k_patches  # missing pixels of the image, not the canvas
+    lo, hi = grid.inner
+    lr = _LowRankGrid(grid, torch.nonzero(missing[..., lo:hi, lo:hi].flatten(1).any(1))[:, 0])
+    y_patches = grid.cut(y)[lr.active]
+    k_active = k_patches[lr.active]
+    generators = [torch.Generator().manual_seed(seed * 1_000_003 + int(k)) for k in lr.active]
+    starts = []
+    for first in range(0, len(lr.active), cfg.patch_batch):
+        part = slice(first, first + cfg.patch_batch)
+        ctx = _on(base, y_patches[part], k_active[part], generators[part])
+        state = start_state(y_patches[part], k_active[part], ctx, step_list)
+        lr.states.append(state.lowrank_state)
+        starts.append(state.x)
+    x = y if not starts else lr.stitch(y, torch.cat(starts))
+    x = base.op.prox_l2(x, y)
+
+    offsets = torch.randint(0, P, (cfg.steps, 2), generator=torch.Generator().manual_seed(seed))
+    for i in range(cfg.steps):
+        at_level = replace(base, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
+        for is_low_rank, steps in _groups(step_list):
+            if is_low_rank:
+                x = _low_rank_pass(x, lr, at_level, y_patches, k_active)
+            else:
+                tiles = Tiles(height, width, (int(offsets[i, 0]), int(offsets[i, 1])))
+                x = _tile_pass(x, tiles, steps, at_level, seed, i)
+        progress(i + 1, cfg.steps)
+    return x.permute(1, 2, 0).cpu().numpy().astype(np.float64)
+
+
+def _on(base: Context, y: Tensor, known: Tensor, generators: Sequence[torch.Generator]) -> Context:
+    """``base`` restricted to a batch of patches ``y`` with their mask and noise generators."""
+    return replace(base, op=Inpainting(known), y=y, generators=generators)
+
+
+def _low_rank_pass(x: Tensor, lr: _LowRankGrid, base: Context, y_patches: Tensor, known: Tensor) -> Tensor:
+    """One ADMM iteration on every active patch of the fixed grid, stitched into ``x``."""
+    if not len(lr.active):
+        return x
+    patches = lr.cut(x)
+    out = []
+    for b, lo in enumerate(range(0, len(lr.active), base.cfg.patch_batch)):
+        part = slice(lo, lo + base.cfg.patch_batch)
+        ctx = _on(base, y_patches[part], known[part], [])
+        state = low_rank(State(patches[part], lr.states[b]), ctx)
+        lr.states[b] = state.lowrank_state
+        out.append(state.x)
+    return lr.stitch(x, torch.cat(out))
+
+
+def _tile_pass(x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, seed: int, i: int) -> Tensor:
+    """``steps`` on the tiles of ``tiles`` that hold a missing pixel, batched; the rest stay as they are."""
+    known = tiles.cut(base.op.mask, _zero_fill)  # the margins are unknown
+    inside = tiles.cut(torch.ones_like(base.op.mask), _zero_fill)
+    active = torch.nonzero((inside & ~known).flatten(1).any(1))[:, 0]
+    x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
+    for lo in range(0, len(active), base.cfg.patch_batch):
+        part = active[lo : lo + base.cfg.patch_batch]
+        generators = [
+            torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * (i + 1) + int(k)) for k in part
+        ]
+        ctx = _on(base, y_tiles[part], known[part], generators)
+        state = State(x_tiles[part], None)
+        for step in steps:
+            state = step(state, ctx)
+        x_tiles[part] = state.x.to(x_tiles.dtype)
+    return tiles.stitch(x_tiles)
