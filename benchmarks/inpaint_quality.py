@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument(
         "--masks",
-        default="random:0.9,random:0.8,random:0.7,text1,text2,block:4:0.8,caption,strokes:thick",
+        default="random:0.9;random:0.8;random:0.7;text1;text2;block:4:0.8;caption;strokes:thick;"
+        "box:120,120,16,16;box:112,112,32,32;box:96,96,64,64",
         help="mask specs (; between them if one is a box) or a protocol: table1, table2, users",
     )
     parser.add_argument("--methods", default="esdiff,aloha,biharmonic")

@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
+LowRankInit = Literal["zero", "residual", "lab"]
+HoleFill = Literal["biharmonic", "none"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
 PredictorMode = Literal["reverse-diffusion", "ddim"]
@@ -159,6 +161,17 @@ class LowRankConfig:
     lmafit_max_iter: int = 3000
     max_rank: int = 191
     dtype: Literal["float64", "float32"] = "float64"
+    cap_rank: bool = False
+    """Stop the adaptive rank at the largest rank the known entries of a patch can determine
+    (``lowrank.dof_rank``); False lets it climb to ``max_rank`` (SPEC 3.2)."""
+    init: LowRankInit = "zero"
+    """The start from LMaFit's ``U V^T`` (SPEC 3.3, correction): ``zero`` is ``x = DC(H^+(U V^T))`` with the
+    multiplier ``L0 = 0`` (ALOHA's); ``residual`` the same ``x`` with ``L0 = H(y D) - U V^T``; ``lab`` the
+    lab's pair ``x = DC(H^+(U V^T - L0))`` with that ``L0``, twice the LMaFit estimate on missing pixels."""
+    fill: HoleFill = "biharmonic"
+    """Hankel rows with no known entry (inside a solid hole) have a zero completion. ``biharmonic``: in a
+    patch with such rows, each row's estimate counts by the fraction of its window that is known, the rest
+    comes from a biharmonic interpolation of the patch; ``none`` leaves the completion as it is."""
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)

@@ -62,6 +62,8 @@ class _Work:
     rank: Tensor
     itr_rank: Tensor
     it: Tensor
+    stuck: Tensor  # iterations in a row that did not lower the residual
+    cap: Tensor  # the largest rank this patch may reach
 
     def take(self, keep: Tensor) -> _Work:
         return _Work(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
@@ -79,11 +81,26 @@ def _pad_rows(t: Tensor, width: int) -> Tensor:
     return t if t.shape[-2] >= width else torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[-2]))
 
 
-def _start(data: Tensor, W: Tensor, k0: int, init: tuple[Tensor, Tensor] | None, flip: bool) -> _Work:
+def dof_rank(known_entries: Tensor, m: int, n: int) -> Tensor:
+    """The largest rank ``r`` whose ``r (m + n - r)`` degrees of freedom the known entries can pin down
+    (at least 1): a higher rank has more unknowns than equations."""
+    s = float(m + n)
+    disc = (s * s - 4.0 * known_entries.double()).clamp_min(0.0)
+    return ((s - disc.sqrt()) / 2).floor().clamp(1, min(m, n)).to(torch.int64)
+
+
+def _start(
+    data: Tensor, W: Tensor, k0: int, init: tuple[Tensor, Tensor] | None, flip: bool, cap: Tensor
+) -> _Work:
     B, p, q = data.shape
     if init is None:  # X = 0, Y = eye(k, n): Z = data
         X = data.new_zeros(B, p, k0)
-        Y = torch.eye(k0, q, dtype=data.dtype, device=data.device).expand(B, k0, q).clone()
+        # LMaFit's eye(k, n) picks the first k columns; a column with no known entry would leave X = 0
+        # and the iteration stuck, so the first k columns that hold a known entry (the same eye whenever
+        # the first k do).
+        holds = (W.sum(1) > 0).to(torch.int8)
+        first = torch.sort(holds, dim=1, descending=True, stable=True).indices[:, :k0]
+        Y = data.new_zeros(B, k0, q).scatter_(2, first[:, :, None], 1.0)
         R = data.clone()
     else:
         U0, V0 = (t.to(data.dtype) for t in init)
@@ -94,7 +111,7 @@ def _start(data: Tensor, W: Tensor, k0: int, init: tuple[Tensor, Tensor] | None,
     zero, zi = data.new_zeros(B), torch.zeros(B, dtype=torch.int64, device=data.device)
     idx = torch.arange(B, device=data.device)
     scratch = (torch.empty_like(R), torch.empty_like(R))
-    return _Work(idx, data, W, X, Y, R, *scratch, res, nrm, zero, zero + 1, zi + k0, zi, zi)
+    return _Work(idx, data, W, X, Y, R, *scratch, res, nrm, zero, zero + 1, zi + k0, zi, zi, zi, cap)
 
 
 def lmafit(
@@ -109,6 +126,8 @@ def lmafit(
     start_rank: int = 1,
     rank_step: int = 1,
     init: tuple[Tensor, Tensor] | None = None,
+    cap_rank: bool = False,
+    patience: int = 10,
 ) -> LMaFitResult:
     """Complete ``M [B, m, n]`` from the entries where ``known [B, m, n]`` (bool) is True.
 
@@ -117,9 +136,12 @@ def lmafit(
     ``rank_step`` multiplies those steps (1 is LMaFit; larger ramps up faster, a cheaper option).
     An integer fixes the rank. The slow ramp matters: on Hankel matrices with 80 % of the pixels missing,
     a fixed rank of 50 or a start at rank 40 fits the known entries and ruins the rest (ALOHA at 11 dB).
-    Stops when ``relres < tol``, when the residual stalls at the final rank,
-    or after ``max_iter`` iterations. ``init=(U0, V0)`` warm-starts from ``M ~ U0 V0^T`` (its width is
-    the start rank). Solves on the transposed problem when ``m > n`` (``X = 0, Y = eye(k, n)`` start).
+    Stops when ``relres < tol``, when the residual stalls at the final rank, after ``patience``
+    iterations in a row that did not lower the residual (nothing left to fit), or after ``max_iter``
+    iterations. ``cap_rank`` also stops the rank's growth at ``dof_rank`` of the patch's known entries
+    (a rank that they cannot determine only fits them). ``init=(U0, V0)`` warm-starts from
+    ``M ~ U0 V0^T`` (its width is the start rank). Solves on the transposed problem when ``m > n``
+    (``X = 0, Y = eye(k, n)`` start, on the first ``k`` columns that hold a known entry).
     """
     if M.ndim != 3 or known.shape != M.shape:
         raise ValueError(f"expected M and known of one shape [B, m, n], got {M.shape} and {known.shape}")
@@ -132,7 +154,10 @@ def lmafit(
     if not 1 <= k0 <= min(p, q) or rank_step < 1:
         raise ValueError(f"need a start rank in [1, {min(p, q)}] (got {k0}) and rank_step >= 1")
     start = time.perf_counter()
-    w = _start(data, W, k0, init, flip)
+    cap = torch.full((B,), max_rank, dtype=torch.int64, device=data.device)
+    if cap_rank:
+        cap = torch.minimum(cap, dof_rank(W.sum((1, 2)), p, q)).clamp_min(k0)
+    w = _start(data, W, k0, init, flip, cap)
     out: list[tuple[Tensor, Tensor]] = [(data, data)] * B
     ranks, iters, relres = torch.zeros_like(w.rank), torch.zeros_like(w.rank), data.new_zeros(B)
     while w.idx.numel():
@@ -150,9 +175,9 @@ def lmafit(
         reschg = (1.0 - ratio).abs()
         rank_now = w.rank
         if adaptive:  # raise the rank by appending zero columns: the next QR brings them alive
-            grow = (reschg < 10 * tol) & (w.rank < max_rank) & (w.itr_rank > 1)
+            grow = (reschg < 10 * tol) & (w.rank < w.cap) & (w.itr_rank > 1)
             step = torch.where(w.rank < 50, rank_step, 2 * rank_step)
-            w.rank = torch.where(grow, (w.rank + step).clamp_max(max_rank), w.rank)
+            w.rank = torch.where(grow, torch.minimum(w.rank + step, w.cap), w.rank)
             w.itr_rank = torch.where(grow, 0, w.itr_rank)
             width = max(int(w.rank.max()), X.shape[-1])
             X, Y, w.X, w.Y = (
@@ -163,6 +188,7 @@ def lmafit(
             )
         # Over-relaxation weight: grow it while progress is slow; reset it and revert when res rises.
         bad = ratio >= 1
+        w.stuck = torch.where(bad, w.stuck + 1, 0)
         slow = ~bad & (ratio > 0.7)
         w.inc = torch.where(bad, torch.maximum(0.1 * w.alf, 0.1 * w.inc), w.inc)
         w.inc = torch.where(slow, torch.maximum(w.inc, 0.25 * w.alf), w.inc)
@@ -173,7 +199,8 @@ def lmafit(
         w.rank = torch.where(bad, rank_now, w.rank)
         w.X, w.Y, w.R, w.Rb, w.res = X, Y, Rn, w.R, resn
         rel = w.res / w.nrm
-        stop = (rel < tol) | ((reschg < 0.5 * tol) & (w.itr_rank > 5)) | (w.it >= max_iter)
+        stalled = (reschg < 0.5 * tol) & (w.itr_rank > 5)
+        stop = (rel < tol) | stalled | (w.stuck >= patience) | (w.it >= max_iter)
         if bool(stop.any()):
             for j in stop.nonzero()[:, 0].tolist():
                 i, r = int(w.idx[j]), int(rank_now[j])  # columns grown in this iteration are still zero
@@ -229,26 +256,62 @@ def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LM
         max_iter=cfg.lmafit_max_iter,
         max_rank=cfg.max_rank,
         dtype=config_dtype(cfg),
+        cap_rank=cfg.cap_rank,
         **options,
     )
 
 
-def init_low_rank(
-    y_patches: Tensor, known_patches: Tensor, cfg: LowRankConfig, **options: Any
-) -> tuple[LowRankState, Tensor, LMaFitResult]:
-    """SPEC 3.2-3.3: LMaFit on ``H(y D)`` (known: ``H(D) == 1``), ``L0 = H(y D) - U V^T``.
+def interpolate(y_patches: Tensor, known_patches: Tensor, which: Tensor | None = None) -> Tensor:
+    """Biharmonic interpolation of each patch ``[B, C, P, P]`` from its known pixels (scikit-image's
+    ``inpaint_biharmonic``), on the patches where ``which [B]`` is True (all if None); the others, and
+    patches with no known pixel, come back as given."""
+    from skimage.restoration import inpaint_biharmonic
 
-    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). Returns the state (in
-    ``cfg.dtype``), the start ``x = DC(H^+(U V^T - L0))`` and the LMaFit result (ranks, iterations).
+    out = y_patches.clone()
+    for b in range(y_patches.shape[0]):
+        missing = ~known_patches[b, 0].cpu().numpy()
+        if (which is not None and not bool(which[b])) or missing.all() or not missing.any():
+            continue
+        image = y_patches[b].permute(1, 2, 0).cpu().double().numpy()
+        filled = inpaint_biharmonic(image, missing, channel_axis=-1)
+        out[b] = torch.from_numpy(filled).permute(2, 0, 1).to(out)
+    return out
+
+
+def init_low_rank(
+    y_patches: Tensor,
+    known_patches: Tensor,
+    cfg: LowRankConfig,
+    *,
+    fill: Tensor | None = None,
+    **options: Any,
+) -> tuple[LowRankState, Tensor, LMaFitResult]:
+    """The low-rank start (SPEC 3.2-3.3), shared by ESDiff's sampler and ALOHA: LMaFit on ``H(y D)``
+    (known: ``H(D) == 1``) gives ``U, V``; ``x`` and the multiplier ``L0`` as ``cfg.init`` says.
+
+    ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). With ``cfg.fill = "biharmonic"``,
+    a patch with a Hankel row that holds no known entry blends each row with the row of ``H(fill)`` by
+    the unknown fraction of its window (``fill``: an interpolation of the patches, for example cut from
+    one of the whole image; default: ``interpolate`` per patch). Returns
+    the state (in ``cfg.dtype``), the start ``x`` (known pixels exact) and the LMaFit result.
     ``options`` (``start_rank``, ``rank_step``, ``init``) go to ``lmafit``.
     """
     dtype = config_dtype(cfg)
     D = known_patches.to(dtype).expand_as(y_patches)
     y = y_patches.to(dtype) * D
-    hy = hankel(y, cfg.window)
-    fit = lmafit_for(hy, hankel(D, cfg.window) > 0.5, cfg, **options)
+    hy, hk = hankel(y, cfg.window), hankel(D, cfg.window) > 0.5
+    fit = lmafit_for(hy, hk, cfg, **options)
     U, V = fit.U, fit.V
-    UV = (V @ U.transpose(1, 2)).transpose(1, 2)
-    L0 = hy - UV
-    x = Inpainting(known_patches).prox_l2(hankel_pinv(UV - L0, cfg.window), y)
+    UV = (V @ U.transpose(1, 2)).transpose(1, 2)  # U V^T in the memory layout of ``hankel``
+    L0 = torch.zeros_like(UV) if cfg.init == "zero" else hy - UV
+    estimate = UV - L0 if cfg.init == "lab" else UV
+    holed = (~hk.any(2)).any(1)  # [B]: patches with a window that holds no known pixel
+    if cfg.fill == "biharmonic" and bool(holed.any()):
+        if fill is None:
+            fill = interpolate(y, known_patches, holed)
+        # in those patches, each window's estimate by the fraction of it that is known, the rest from fill
+        share = torch.where(holed[:, None], hk.sum(2).to(dtype) / hk.shape[2], 1.0)[:, :, None]
+        estimate = torch.lerp(hankel(fill.to(dtype), cfg.window), estimate, share)
+    size = (y.shape[-2], y.shape[-1])
+    x = Inpainting(known_patches).prox_l2(hankel_pinv(estimate, cfg.window, size), y)
     return LowRankState(U, V, L0), x, fit

@@ -162,7 +162,8 @@ STEP_LISTS: dict[str, StepList] = {
 
 
 def start_state(y: Tensor, known: Tensor, ctx: Context, step_list: StepList) -> State:
-    """LMaFit start ``x = DC(H^+(U V^T - L0))`` (lab), the same plus noise at the first level, or
+    """The low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U V^T))``, or the lab's
+    doubled one with ``low_rank.init = "lab"``), the same plus noise at the first level, or
     ``y D + sigma_0 z (1 - D)`` (sde)."""
     lowrank_state, x = None, None
     if step_list.needs_low_rank or ctx.cfg.start != "noise":

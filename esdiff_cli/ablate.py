@@ -19,6 +19,9 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
     def cfg(**changes: Any) -> Any:
         return dataclasses.replace(base, **changes)
 
+    def low_rank(**changes: Any) -> Any:
+        return cfg(low_rank=dataclasses.replace(base.low_rank, **changes))
+
     return {
         "esdiff": {"config": base},
         "no-lowrank": {"config": base, "step_list": "no-lowrank"},
@@ -30,7 +33,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "corrector-3": {"config": cfg(corrector_samples=3)},
         "predictor-ddim": {"config": cfg(predictor="ddim")},
         "corrector-cap-0.1": {"config": cfg(corrector_cap=0.1)},
-        "mu-10": {"config": cfg(low_rank=dataclasses.replace(base.low_rank, mu=10.0))},
+        "mu-10": {"config": low_rank(mu=10.0)},
         "rank-32": {
             "config": cfg(low_rank=LowRankConfig(**{**dataclasses.asdict(base.low_rank), "rank": 32}))
         },
@@ -38,6 +41,10 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "whole-image": {"config": cfg(sampling="image")},
         "state-mpt": {"config": cfg(state="mpt")},
         "shifts-2": {"config": cfg(shifts=2)},
+        "init-residual": {"config": low_rank(init="residual")},
+        "init-lab": {"config": low_rank(init="lab")},
+        "fill-none": {"config": low_rank(fill="none")},
+        "cap-rank": {"config": low_rank(cap_rank=True)},
     }
 
 

@@ -24,7 +24,7 @@ import torch
 
 from esdiff.config import FAST_LMAFIT, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LMaFitResult, admm_step, config_dtype, lmafit_for
+from esdiff.lowrank import LMaFitResult, admm_step, init_low_rank
 from esdiff.operators import Inpainting
 from esdiff.patches import make_grid
 
@@ -44,21 +44,18 @@ def complete_patches(
 
     LMaFit and ADMM both run in ``cfg.dtype`` (float64 by default).
 
-    LMaFit on ``H(y D)`` gives ``U, V``; then, with ``L = 0``, ``iterations`` times:
-    ``x = DC(H^+(U V^T - L))``, ``(U, V, L) = ADMM(H(x))``; a last DC step closes.
+    The low-rank start (``lowrank.init_low_rank``: LMaFit on ``H(y D)``, ``x = DC(H^+(U V^T))``, ``L = 0``
+    with ``cfg.init = "zero"``); then ``iterations`` times ``(U, V, L) = ADMM(H(x))``,
+    ``x = DC(H^+(U V^T - L))``.
     """
-    dtype = config_dtype(cfg)
-    D = known.to(dtype).expand_as(y)
-    y = y.to(dtype) * D
-    fit = lmafit_for(hankel(y, cfg.window), hankel(D, cfg.window) > 0.5, cfg, **lmafit_options)
-    U, V = fit.U, fit.V
+    state, x, fit = init_low_rank(y, known, cfg, **lmafit_options)
+    U, V, L = state.U, state.V, state.L
     dc = Inpainting(known)
-    x_lr = (V @ U.transpose(1, 2)).transpose(1, 2)  # U V^T in the memory layout of ``hankel``
-    L = torch.zeros_like(x_lr)
+    y = y.to(x.dtype)
     for _ in range(iterations):
-        x = dc.prox_l2(hankel_pinv(x_lr, cfg.window), y)
         U, V, L, x_lr = admm_step(hankel(x, cfg.window), U, V, L, mu)
-    return dc.prox_l2(hankel_pinv(x_lr, cfg.window), y), fit
+        x = dc.prox_l2(hankel_pinv(x_lr, cfg.window), y)
+    return x, fit
 
 
 def inpaint(
