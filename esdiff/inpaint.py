@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,15 @@ from torch import Tensor
 from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
-from esdiff.patches import GRID_SHIFTS, make_grid
+from esdiff.patches import GRID_SHIFTS, PatchBatch, fill_patches, make_grid, patches_to_fill
 from esdiff.prior import load
 from esdiff.sampler import STEP_LISTS, Encoding, StepList, sample_patches
 from esdiff.sde import VESDE
 
 
-def patch_generators(seed: int, count: int) -> list[torch.Generator]:
-    """One generator per patch, seeded from the image seed and the patch index."""
-    return [torch.Generator().manual_seed(seed * 1_000_003 + k) for k in range(count)]
+def patch_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]:
+    """One generator per patch, seeded from the image seed and the patch's index in the full grid."""
+    return [torch.Generator().manual_seed(seed * 1_000_003 + k) for k in indices]
 
 
 def inpaint_image(
@@ -35,13 +36,17 @@ def inpaint_image(
     steps: int | None = None,
     config: SamplerConfig | None = None,
     step_list: str | None = None,
+    every_patch: bool = False,
 ) -> np.ndarray:
-    """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False); with
-    ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
+    """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False) that
+    hold a missing pixel; with ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
 
     ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
     count. ``step_list`` names an entry of ``STEP_LISTS`` (default: ``esdiff``, or ``no-lowrank`` for a
-    model without MPT)."""
+    model without MPT). ``progress(done, total, unit="patches")`` counts the patches of all runs
+    (``done`` moves by a fraction of the batch per sampler step; ``unit="steps"`` with ``sampling="image"``
+    counts steps). ``every_patch`` samples every patch of
+    each grid, as before patches without a missing pixel were skipped (for tests and comparisons)."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
@@ -55,14 +60,27 @@ def inpaint_image(
     def score(psi: Tensor, sigma: float) -> Tensor:
         return prior.score(psi, sigma)
 
+    shifts = GRID_SHIFTS[: cfg.shifts]
+    whole = cfg.sampling == "image"  # esdiff.image_sampling skips its own tiles and counts steps
+    # A run keeps the missing pixels of the image, not those of the strip its shift pads it with.
+    wanted = [None if every_patch or whole else np.pad(~known, ((dy, 0), (dx, 0))) for dy, dx in shifts]
+    counts = [
+        cfg.steps
+        if whole
+        else len(
+            patches_to_fill(make_grid(dy + known.shape[0], dx + known.shape[1], cfg.tiling), _tensor(want))
+        )
+        for (dy, dx), want in zip(shifts, wanted, strict=True)
+    ]
+    unit = "steps" if whole else "patches"
     runs = []
-    for k, (dy, dx) in enumerate(GRID_SHIFTS[: cfg.shifts]):
+    for k, (dy, dx) in enumerate(shifts):
 
-        def report(done: int, total: int, k: int = k) -> None:
+        def report(done: float, total: int, before: int = sum(counts[:k])) -> None:
             if progress is not None:
-                progress(k * total + done, cfg.shifts * total)
+                progress(before + done, sum(counts), unit=unit)
 
-        sampler = sample_whole_image if cfg.sampling == "image" else sample_image
+        sampler = sample_whole_image if whole else partial(sample_image, wanted=wanted[k])
         run = sampler(
             np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
             np.pad(known, ((dy, 0), (dx, 0))),
@@ -90,34 +108,58 @@ def sample_image(
     cfg: SamplerConfig,
     seed: int,
     device: str,
-    progress: Callable[[int, int], None],
+    progress: Callable[[float, int], None],
+    wanted: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Algorithm 1 on every patch of one grid over ``observed``, batched, stitched (float64 HxWx3)."""
-    height, width = known.shape
-    grid = make_grid(height, width, cfg.tiling)
+    """Algorithm 1 on the patches of one grid over ``observed`` whose stitched part holds a ``wanted``
+    pixel (None: every patch), batched, stitched (float64 HxWx3; pixels no sampled patch covers keep
+    ``observed``). ``progress(done, total)`` counts patches.
+
+    Every network call sees ``cfg.patch_batch`` patches (a short batch is padded with zeros), because CPU
+    convolutions pick their algorithm by batch size: so a patch's result does not depend on how many
+    others run with it, and skipping patches changes no bit of the rest."""
     image = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1)
     mask = torch.from_numpy(np.ascontiguousarray(known))
-    y_all, known_all = grid.cut(image), grid.cut(mask[None])
-    generators = patch_generators(seed, grid.count)
-    chunks = range(0, grid.count, cfg.patch_batch)
-    total = cfg.steps * len(chunks)
-    out = []
-    for c, start in enumerate(chunks):
-        part = slice(start, start + cfg.patch_batch)
+    fixed = fixed_batch(score, cfg.patch_batch)
 
-        def callback(done: int, _total: int, c: int = c) -> None:
-            progress(c * cfg.steps + done, total)
+    def fill(batch: PatchBatch) -> Tensor:
+        def callback(step: int, steps: int) -> None:
+            progress(batch.done + len(batch.indices) * step / steps, batch.total)
 
-        x = sample_patches(
-            score,
+        return sample_patches(
+            fixed,
             encoding,
             sde,
-            y_all[part].to(device),
-            known_all[part].to(device),
+            batch.y.to(device),
+            batch.known.to(device),
             cfg,
-            generators[part],
+            patch_generators(seed, batch.indices),
             step_list,
             callback,
         )
-        out.append(x.cpu())
-    return grid.stitch(torch.cat(out)).permute(1, 2, 0).numpy().astype(np.float64)
+
+    out = fill_patches(
+        image,
+        mask,
+        fill,
+        batch_size=cfg.patch_batch,
+        mode=cfg.tiling,
+        wanted=_tensor(wanted),
+    )
+    return out.permute(1, 2, 0).numpy().astype(np.float64)
+
+
+def fixed_batch(score: Callable[[Tensor, float], Tensor], size: int) -> Callable[[Tensor, float], Tensor]:
+    """``score`` evaluated on batches padded with zeros to ``size`` rows (larger ones as they are)."""
+
+    def padded(psi: Tensor, sigma: float) -> Tensor:
+        short = size - psi.shape[0]
+        if short <= 0:
+            return score(psi, sigma)
+        return score(torch.cat([psi, psi.new_zeros(short, *psi.shape[1:])]), sigma)[: psi.shape[0]]
+
+    return padded
+
+
+def _tensor(array: np.ndarray | None) -> Tensor | None:
+    return None if array is None else torch.from_numpy(np.ascontiguousarray(array))

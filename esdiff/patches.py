@@ -4,10 +4,15 @@
 step by 57 so that their inner 57x57 parts ``[4:61]`` tile the image, the last window per axis is moved
 back so its inner part ends flush with the image, and overlapping inner parts are averaged. ``tile`` cuts
 the padded canvas into plain non-overlapping 64x64 tiles. Canvas pixels outside the image are unknown.
+
+``fill_patches`` is the one patch loop of the samplers and of ALOHA: it runs only the patches whose
+stitched part holds a pixel the caller wants (the missing ones), cuts each batch from the image as it
+runs and adds its output into the result, so memory grows with the batch, not with the image.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,24 +67,138 @@ class PatchGrid:
         canvas[..., PAD : PAD + self.height, PAD : PAD + self.width] = image
         return canvas
 
-    def cut(self, image: Tensor) -> Tensor:
-        """``[..., H, W]`` -> ``[N, ..., 64, 64]`` patches in row-major window order."""
-        canvas = self.to_canvas(image)
-        return torch.stack([canvas[..., y : y + PATCH, x : x + PATCH] for y, x in self.positions()])
+    def cut(self, image: Tensor, indices: Sequence[int] | None = None) -> Tensor:
+        """``[..., H, W]`` -> ``[N, ..., 64, 64]``: the windows ``indices`` (row-major; None: all), cut
+        straight from the image, zero where a window leaves it."""
+        indices = range(self.count) if indices is None else indices
+        out = image.new_zeros(len(indices), *image.shape[:-2], PATCH, PATCH)
+        for patch, k in zip(out, indices, strict=True):
+            y, x = self._window(k)
+            rows, cols = self._clip(y, 0, PATCH, self.height), self._clip(x, 0, PATCH, self.width)
+            patch[..., rows[0] : rows[1], cols[0] : cols[1]] = image[
+                ..., rows[0] + y - PAD : rows[1] + y - PAD, cols[0] + x - PAD : cols[1] + x - PAD
+            ]
+        return out
+
+    def inner_box(self, k: int) -> tuple[slice, slice, slice, slice]:
+        """Where patch ``k``'s stitched (inner) part lands: image rows and columns, then the same pixels'
+        rows and columns in the patch (empty slices when it lies outside the image)."""
+        y, x = self._window(k)
+        lo, hi = self.inner
+        (r0, r1), (c0, c1) = self._clip(y, lo, hi, self.height), self._clip(x, lo, hi, self.width)
+        return (
+            slice(r0 + y - PAD, r1 + y - PAD),
+            slice(c0 + x - PAD, c1 + x - PAD),
+            slice(r0, r1),
+            slice(c0, c1),
+        )
+
+    def touching(self, wanted: Tensor) -> list[int]:
+        """Row-major indices of the patches whose stitched part holds a True pixel of ``wanted [H, W]``;
+        no other patch changes a wanted pixel of the stitched image."""
+        found = []
+        for k in range(self.count):
+            rows, cols, _, _ = self.inner_box(k)
+            if bool(wanted[rows, cols].any()):
+                found.append(k)
+        return found
 
     def stitch(self, patches: Tensor) -> Tensor:
-        """Average the inner parts of ``[N, ..., 64, 64]`` patches back into ``[..., H, W]``.
+        """Average the inner parts of ``[N, ..., 64, 64]`` patches (all windows) back into ``[..., H, W]``.
 
         Sums run in float64, so for float32 (and narrower) data a cut followed by a stitch is exact.
         """
-        lo, hi = self.inner
-        total = patches.new_zeros(*patches.shape[1:-2], *self.canvas, dtype=torch.float64)
-        count = torch.zeros(self.canvas, dtype=torch.float64, device=patches.device)
-        for patch, (y, x) in zip(patches, self.positions(), strict=True):
-            total[..., y + lo : y + hi, x + lo : x + hi] += patch[..., lo:hi, lo:hi].to(torch.float64)
-            count[y + lo : y + hi, x + lo : x + hi] += 1
-        image = (total / count.clamp_min(1))[..., PAD : PAD + self.height, PAD : PAD + self.width]
-        return image.to(patches.dtype)
+        sums = Stitch(self, patches.shape[1:-2], patches.device)
+        sums.add(patches, range(self.count))
+        return sums.result(patches.dtype)
+
+    def _window(self, k: int) -> tuple[int, int]:
+        return self.ys[k // len(self.xs)], self.xs[k % len(self.xs)]
+
+    @staticmethod
+    def _clip(start: int, lo: int, hi: int, length: int) -> tuple[int, int]:
+        """Patch-local ``[lo, hi)`` of a window at canvas ``start``, cut to the image's ``[PAD, PAD +
+        length)`` (``lo == hi`` when none of it is in the image)."""
+        a, b = max(lo, PAD - start), min(hi, PAD + length - start)
+        return (a, b) if a < b else (lo, lo)
+
+
+class Stitch:
+    """Running sums of patch inner parts on the image, in float64, and how many patches cover each pixel;
+    ``result`` is their average. Adding patches in row-major order gives bit for bit what one stitch of
+    all of them gives on every pixel that only added patches cover."""
+
+    def __init__(self, grid: PatchGrid, lead: Sequence[int], device: torch.device | str = "cpu") -> None:
+        self.grid = grid
+        self.total = torch.zeros(*lead, grid.height, grid.width, dtype=torch.float64, device=device)
+        self.count = torch.zeros(grid.height, grid.width, dtype=torch.uint8, device=device)
+        self.dtype: torch.dtype | None = None
+
+    def add(self, patches: Tensor, indices: Sequence[int]) -> None:
+        """Add ``[n, ..., 64, 64]`` patches, the windows ``indices`` in increasing order."""
+        self.dtype = patches.dtype
+        for patch, k in zip(patches, indices, strict=True):
+            rows, cols, prow, pcol = self.grid.inner_box(k)
+            self.total[..., rows, cols] += patch[..., prow, pcol].to(torch.float64)
+            self.count[rows, cols] += 1
+
+    def result(self, dtype: torch.dtype | None = None, uncovered: Tensor | None = None) -> Tensor:
+        """The average ``[..., H, W]`` in ``dtype`` (default: the added patches'); pixels that no patch
+        covers take ``uncovered`` (default 0). Reuses the sums' memory: call it once."""
+        dtype = dtype or self.dtype or torch.float32
+        image = self.total.div_(self.count.clamp_min(1)).to(dtype)
+        if uncovered is not None:
+            image = torch.where(self.count > 0, image, uncovered.to(device=image.device, dtype=dtype))
+        return image
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """One batch of ``fill_patches``: windows cut from the image, and where the batch stands in the run."""
+
+    indices: tuple[int, ...]
+    """Row-major positions in the full grid (what per-patch seeds are tied to)."""
+    y: Tensor
+    """``[B, C, 64, 64]`` the image's pixels (zero outside it)."""
+    known: Tensor
+    """``[B, 1, 64, 64]`` bool (False outside the image)."""
+    done: int
+    """Patches filled before this batch."""
+    total: int
+    """Patches this run fills."""
+
+
+def patches_to_fill(grid: PatchGrid, wanted: Tensor | None) -> list[int]:
+    """The windows a run samples: those whose stitched part holds a ``wanted`` pixel, or (``wanted`` None)
+    every window, as before skipping existed (for comparisons)."""
+    return list(range(grid.count)) if wanted is None else grid.touching(wanted)
+
+
+def fill_patches(
+    image: Tensor,
+    known: Tensor,
+    fill: Callable[[PatchBatch], Tensor],
+    *,
+    batch_size: int,
+    mode: TilingMode = "overlap",
+    wanted: Tensor | None = None,
+) -> Tensor:
+    """Run ``fill`` on batches of at most ``batch_size`` windows of ``image [C, H, W]`` (``known [H, W]``
+    bool) and stitch what it returns (``[B, C, 64, 64]``, any device) into ``[C, H, W]``, in the dtype
+    ``fill`` returns. Only the windows ``patches_to_fill`` names run; pixels none of them covers keep
+    ``image``. Each batch is cut when it runs, so memory holds one batch besides the image and the sums."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    grid = make_grid(image.shape[-2], image.shape[-1], mode)
+    order = patches_to_fill(grid, wanted)
+    sums = Stitch(grid, image.shape[:-2])
+    for start in range(0, len(order), batch_size):
+        indices = tuple(order[start : start + batch_size])
+        batch = PatchBatch(
+            indices, grid.cut(image, indices), grid.cut(known[None], indices), start, len(order)
+        )
+        sums.add(fill(batch).cpu(), indices)
+    return sums.result(sums.dtype or image.dtype, uncovered=image)
 
 
 def make_grid(height: int, width: int, mode: TilingMode = "overlap") -> PatchGrid:

@@ -128,11 +128,23 @@ def make_progress(quiet: bool = False) -> Progress:
 
 def progress_callback(progress: Progress, description: str, total: int | None) -> Callable[..., None]:
     """A library callback ``(done, total, **info)`` that advances one bar of ``progress`` (``total``
-    None: unknown until the first call)."""
+    None: unknown until the first call). ``unit`` (``patches``) follows the count; a list shows its range
+    and ``*seconds`` figures are left to the bar's clocks, so a batch's figures stay on one line."""
     task = progress.add_task(description, total=total, info="")
 
-    def update(done: int, total: int, **info: object) -> None:
-        text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
+    def update(done: float, total: int, unit: str = "", **info: object) -> None:
+        text = "  ".join(
+            [unit] * bool(unit) + [f"{k} {_brief(v)}" for k, v in info.items() if not k.endswith("seconds")]
+        )
         progress.update(task, completed=done, total=total, info=text)
 
     return update
+
+
+def _brief(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
+        lo, hi = min(value), max(value)
+        return _brief(lo) if lo == hi else f"{_brief(lo)}-{_brief(hi)}"
+    return str(value)

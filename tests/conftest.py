@@ -39,6 +39,24 @@ def astronaut() -> np.ndarray:
     return (data.astronaut()[100:196, 150:278] / 255.0).astype(np.float32)
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded untrained ``tiny`` checkpoint with MPT: for what goes where, not for quality."""
+    from esdiff.checkpoints import save_checkpoint
+    from esdiff.config import NETWORK_PRESETS, ModelConfig
+    from esdiff.nn import build_score_model
+    from esdiff.transforms import virtual_mask
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(network=NETWORK_PRESETS["tiny"])
+    return save_checkpoint(
+        tmp_path_factory.mktemp("model") / "m.safetensors",
+        ema=build_score_model(cfg.network).state_dict(),
+        keep=virtual_mask(2.81),
+        model_config=cfg,
+    )
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

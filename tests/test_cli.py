@@ -333,3 +333,18 @@ def test_readme_first_job_leaves_nothing_untracked_and_names_the_cpu_wheel() -> 
     readme = (REPO / "README.md").read_text()
     assert "examples/sample.py astronaut.png" in readme and "-o astronaut_inpainted.png" in readme
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in readme
+
+
+def test_progress_bar_counts_patches_on_one_line() -> None:
+    """A sampler's or ALOHA's bar: the patch count with its unit, per-patch lists as ranges, no seconds."""
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from esdiff_cli.common import progress_callback
+
+    progress = Progress(TextColumn("{task.fields[info]}"), console=Console(width=100, record=True))
+    update = progress_callback(progress, "photo", None)
+    update(25.5, 630, unit="patches", ranks=[80, 86, 78], lmafit_iterations=[30, 30], lmafit_seconds=1.2)
+    task = progress.tasks[0]
+    assert (task.completed, task.total) == (25.5, 630)
+    assert task.fields["info"] == "patches  ranks 78-86  lmafit_iterations 30"

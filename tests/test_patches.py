@@ -36,3 +36,51 @@ def test_tile_mode_does_not_overlap() -> None:
 def test_bad_size() -> None:
     with pytest.raises(ValueError):
         make_grid(0, 5)
+
+
+@pytest.mark.parametrize("mode", ["overlap", "tile"])
+def test_touching_names_the_patches_that_stitch_onto_wanted_pixels(mode: str) -> None:
+    """Against a brute force: patch k touches a pixel iff a stitch of k alone (ones) lands on it."""
+    grid = make_grid(100, 130, mode=mode)  # type: ignore[arg-type]
+    wanted = torch.rand(100, 130, generator=torch.Generator().manual_seed(0)) > 0.9995
+    brute = []
+    for k in range(grid.count):
+        alone = torch.zeros(grid.count, 64, 64)
+        alone[k] = 1
+        if bool((grid.stitch(alone) > 0)[wanted].any()):
+            brute.append(k)
+    assert grid.touching(wanted) == brute and 0 < len(brute) < grid.count
+    assert grid.touching(torch.zeros(100, 130, dtype=torch.bool)) == []
+
+
+def test_a_cut_of_some_windows_is_those_of_the_full_cut() -> None:
+    grid = make_grid(257, 311)
+    x = torch.rand(3, 257, 311)
+    picked = [0, 5, grid.count - 1]
+    assert torch.equal(grid.cut(x, picked), grid.cut(x)[picked])
+
+
+def test_fill_patches_skips_patches_without_a_wanted_pixel() -> None:
+    """Only windows over a wanted pixel run; the wanted pixels get what a full stitch gives them, every
+    other pixel keeps the image; batches carry their grid indices and the run's count."""
+    from esdiff.patches import PatchBatch, fill_patches
+
+    image = torch.rand(3, 200, 150)
+    known = torch.ones(200, 150, dtype=torch.bool)
+    known[100:110, 20:25] = False
+    grid = make_grid(200, 150)
+    seen: list[PatchBatch] = []
+
+    def fill(batch: PatchBatch) -> torch.Tensor:
+        seen.append(batch)
+        return batch.y * 2 + torch.tensor(batch.indices, dtype=torch.float32).view(-1, 1, 1, 1)
+
+    out = fill_patches(image, known, fill, batch_size=2, wanted=~known)
+    order = grid.touching(~known)
+    assert [k for b in seen for k in b.indices] == order and [b.done for b in seen] == list(
+        range(0, len(order), 2)
+    )
+    assert all(b.total == len(order) for b in seen)
+    full = grid.stitch(grid.cut(image) * 2 + torch.arange(grid.count, dtype=torch.float32).view(-1, 1, 1, 1))
+    assert torch.equal(out[:, ~known], full[:, ~known])
+    assert torch.equal(out[:, :50], image[:, :50])  # no window that ran stitches onto these rows

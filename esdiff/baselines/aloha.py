@@ -26,7 +26,7 @@ from esdiff.config import FAST_LMAFIT, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
 from esdiff.lowrank import LMaFitResult, admm_step, init_low_rank
 from esdiff.operators import Inpainting
-from esdiff.patches import make_grid
+from esdiff.patches import PatchBatch, fill_patches
 
 DEFAULTS: dict = {"iterations": 50, "mu": 10.0, "patch_batch": 25}
 
@@ -69,6 +69,7 @@ def inpaint(
     mu: float = 10.0,
     device: str = "cpu",
     patch_batch: int = 25,
+    every_patch: bool = False,
     **lmafit_options: Any,
 ) -> np.ndarray:
     """Fill the pixels where ``known`` is False (deterministic; ``seed`` unused).
@@ -76,9 +77,11 @@ def inpaint(
     ``image`` HxWx3 float in [0, 1], ``known`` HxW bool. Returns float64 HxWx3 in [0, 1] whose known
     pixels are exactly the input's. ``config`` sets the LMaFit start (``FAST_LMAFIT`` by default; its
     ``mu`` is not used: ALOHA's ``mu`` is the argument); ``LowRankConfig()`` is SPEC's faithful
-    setting. ``lmafit_options`` (``start_rank``, ``rank_step``) go to ``lmafit``. After every batch of
-    ``patch_batch`` patches, ``progress(done, total, ranks=..., lmafit_iterations=...,
-    lmafit_seconds=..., seconds=...)``.
+    setting. ``lmafit_options`` (``start_rank``, ``rank_step``) go to ``lmafit``. Only the patches that
+    hold a missing pixel are completed (``every_patch``: all, for comparisons), through the samplers'
+    patch loop (``patches.fill_patches``). After every batch of ``patch_batch`` patches, ``progress(done,
+    total, unit="patches", ranks=..., lmafit_iterations=..., lmafit_seconds=..., seconds=...)`` counts
+    completed patches.
     """
     image = np.asarray(image, dtype=np.float64)
     known = np.asarray(known, dtype=bool)
@@ -87,28 +90,26 @@ def inpaint(
     if iterations < 0 or mu <= 0 or patch_batch < 1:
         raise ValueError("need iterations >= 0, mu > 0 and patch_batch >= 1")
     cfg = config or FAST_LMAFIT
-    h, w = known.shape
-    grid = make_grid(h, w, "overlap")
-    mask = torch.from_numpy(known).to(device)
-    img = torch.from_numpy(image).to(device).permute(2, 0, 1)
-    y_patches = grid.cut(img * mask)
-    k_patches = grid.cut(mask[None])
-    done: list[torch.Tensor] = []
+    mask = torch.from_numpy(known)
     start = time.perf_counter()
-    for lo in range(0, grid.count, patch_batch):
-        hi = min(lo + patch_batch, grid.count)
-        x, fit = complete_patches(
-            y_patches[lo:hi], k_patches[lo:hi], cfg, iterations=iterations, mu=mu, **lmafit_options
-        )
-        done.append(x.cpu())
+
+    def fill(batch: PatchBatch) -> torch.Tensor:
+        y, k = batch.y.to(device), batch.known.to(device)
+        x, fit = complete_patches(y, k, cfg, iterations=iterations, mu=mu, **lmafit_options)
         if progress is not None:
             progress(
-                hi,
-                grid.count,
+                batch.done + len(batch.indices),
+                batch.total,
+                unit="patches",
                 ranks=fit.ranks.tolist(),
                 lmafit_iterations=fit.iterations.tolist(),
                 lmafit_seconds=fit.seconds,
                 seconds=time.perf_counter() - start,
             )
-    out = grid.stitch(torch.cat(done)).permute(1, 2, 0).numpy()
-    return np.where(known[..., None], image, np.clip(out, 0.0, 1.0))
+        return x
+
+    observed = torch.from_numpy(image).permute(2, 0, 1) * mask
+    out = fill_patches(
+        observed, mask, fill, batch_size=patch_batch, wanted=None if every_patch else ~mask
+    ).permute(1, 2, 0)
+    return np.where(known[..., None], image, np.clip(out.numpy(), 0.0, 1.0))
