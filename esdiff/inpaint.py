@@ -73,7 +73,7 @@ def inpaint_image(
         for (dy, dx), want in zip(shifts, wanted, strict=True)
     ]
     unit = "steps" if whole else "patches"
-    runs = []
+    mean: np.ndarray | None = None  # the runs' sum, then their mean: one image buffer for any shifts
     for k, (dy, dx) in enumerate(shifts):
 
         def report(done: float, total: int, before: int = sum(counts[:k])) -> None:
@@ -92,9 +92,13 @@ def inpaint_image(
             seed=seed,
             device=device,
             progress=report,
-        )
-        runs.append(np.clip(run[dy:, dx:], 0.0, 1.0))
-    return np.where(known[..., None], observed, np.mean(runs, axis=0))
+        )[dy:, dx:]
+        np.clip(run, 0.0, 1.0, out=run)
+        mean = run if mean is None else np.add(mean, run, out=mean)
+    assert mean is not None
+    mean /= len(shifts)  # as np.mean over the runs, bit for bit
+    np.copyto(mean, observed, where=known[..., None])
+    return mean
 
 
 def sample_image(

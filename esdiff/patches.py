@@ -148,7 +148,8 @@ class Stitch:
         dtype = dtype or self.dtype or torch.float32
         image = self.total.div_(self.count.clamp_min(1)).to(dtype)
         if uncovered is not None:
-            image = torch.where(self.count > 0, image, uncovered.to(device=image.device, dtype=dtype))
+            bare = self.count == 0
+            image[..., bare] = uncovered[..., bare].to(device=image.device, dtype=dtype)
         return image
 
 
