@@ -44,9 +44,9 @@ def inpaint_image(
     ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
     count. ``step_list`` names an entry of ``STEP_LISTS`` (default: ``esdiff``, or ``no-lowrank`` for a
     model without MPT). ``progress(done, total, unit="patches")`` counts the patches of all runs
-    (``done`` moves by a fraction of the batch per sampler step; ``unit="steps"`` with ``sampling="image"``
-    counts steps). ``every_patch`` samples every patch of
-    each grid, as before patches without a missing pixel were skipped (for tests and comparisons)."""
+    (``done`` moves by a fraction of the batch per sampler step; with ``sampling="image"``, ``unit="steps"``
+    counts steps). ``every_patch`` samples every patch of each grid, as before patches without a missing
+    pixel were skipped (for tests and comparisons)."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
@@ -64,12 +64,9 @@ def inpaint_image(
     whole = cfg.sampling == "image"  # esdiff.image_sampling skips its own tiles and counts steps
     # A run keeps the missing pixels of the image, not those of the strip its shift pads it with.
     wanted = [None if every_patch or whole else np.pad(~known, ((dy, 0), (dx, 0))) for dy, dx in shifts]
+    h, w = known.shape
     counts = [
-        cfg.steps
-        if whole
-        else len(
-            patches_to_fill(make_grid(dy + known.shape[0], dx + known.shape[1], cfg.tiling), _tensor(want))
-        )
+        cfg.steps if whole else len(patches_to_fill(make_grid(h + dy, w + dx, cfg.tiling), _tensor(want)))
         for (dy, dx), want in zip(shifts, wanted, strict=True)
     ]
     unit = "steps" if whole else "patches"
