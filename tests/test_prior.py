@@ -75,7 +75,9 @@ def test_score_sde_prior_returns_the_network_output_unchanged() -> None:
 
 def test_shipped_ncsnpp_model_samples_exactly_as_before() -> None:
     """Golden output of the shipped score-sde NCSN++ model (4 steps on a 64x64 astronaut, random 50 %),
-    recorded with the code before parametrisations existed; regenerate only on purpose."""
+    recorded with the code before parametrisations existed; regenerate only on purpose. Exact bits
+    depend on the CPU's convolution kernels (another machine differs by up to 2.5e-4 on 0.3 % of the
+    pixels), so the comparison allows 1e-3; a wrong parametrisation or schedule moves pixels far more."""
     from skimage import data
     from skimage.transform import resize
 
@@ -88,7 +90,8 @@ def test_shipped_ncsnpp_model_samples_exactly_as_before() -> None:
     cfg = dataclasses.replace(NCSNPP_SAMPLER, steps=4)
     out = inpaint_image(img * known[..., None], known, seed=1, model=NCSNPP_MODEL, config=cfg)
     golden = np.load(Path(__file__).parent / "data" / "ncsnpp_astronaut64_golden.npy")
-    np.testing.assert_array_equal(out.astype(np.float32), golden)
+    np.testing.assert_allclose(out.astype(np.float32), golden, rtol=0, atol=1e-3)
+    assert float(np.abs(out - golden).mean()) < 1e-5
 
 
 def test_edm_training_learns_the_posterior_mean() -> None:
