@@ -83,7 +83,9 @@ def table_row(name: str, row: dict[str, Any]) -> str:
     cells.append(cell(**inpaint) if inpaint else "-")
     seconds = [f"{mean([denoise[str(s)]['seconds'] for s in SIGMAS]):.2f}" if denoise else "-"]
     seconds.append(f"{inpaint['seconds']:.1f}" if inpaint else "-")
-    label = Path(name).parent.name if name.endswith(".safetensors") else name
+    path, label = Path(name), name
+    if path.suffix == ".safetensors":  # a run's checkpoint by its run folder, any other file by its name
+        label = path.parent.name if path.stem == "checkpoint" else path.stem
     return f"| {label} | " + " | ".join(cells) + f" | {' + '.join(seconds)} |"
 
 
