@@ -90,6 +90,16 @@ def main() -> None:
     print("seconds per image:")
     for spec, row in table.items():
         print(f"  {spec}: " + ", ".join(f"{m} {row[m]['seconds']:.1f}" for m in labels if m in row))
+    print("LMaFit per patch (iterations mean/max, rank mean/max, seconds per image):")
+    for spec, row in table.items():
+        cells = [
+            f"{m} {f['iterations_mean']:.0f}/{f['iterations_max']} it, "
+            f"r {f['rank_mean']:.0f}/{f['rank_max']}, {f['seconds']:.1f} s"
+            for m in labels
+            if m in row and (f := row[m].get("lmafit"))
+        ]
+        if cells:
+            print(f"  {spec}: " + "; ".join(cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "images": len(images),

@@ -215,6 +215,9 @@ class SamplerConfig:
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""
+    fresh_noise: float = 0.0
+    """With the ``x0`` step lists (``esdiff.sampler``): the share of the re-noising variance drawn fresh at
+    each level, 0 to 1 (0: the estimate's own noise direction, DDIM; 1: all new noise)."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 

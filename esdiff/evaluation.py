@@ -114,11 +114,18 @@ def run_job(
         record = json.loads(record_path.read_text())
         if record.get("fingerprint") == key:
             return record
+    from esdiff.lowrank import fit_summary, logged_fits  # torch: only when a job runs
+
     known = job_mask(out, job.image, job.mask)
     start = time.perf_counter()
-    result = run_method(
-        job.method, job.image.pixels, known, MethodOptions(options.seed, options.device, settings), progress
-    )
+    with logged_fits() as fits:
+        result = run_method(
+            job.method,
+            job.image.pixels,
+            known,
+            MethodOptions(options.seed, options.device, settings),
+            progress,
+        )
     seconds = time.perf_counter() - start
     record_path.parent.mkdir(parents=True, exist_ok=True)
     write_image(record_path.with_suffix(".png"), result)
@@ -132,6 +139,7 @@ def run_job(
         "seed": options.seed,
         "mask_seed": mask_seed(job.image.name, job.mask),
         "missing_fraction": float(1 - known.mean()),
+        **({"lmafit": fit_summary(fits)} if fits else {}),
         "settings": {k: str(v) for k, v in settings.items()},
         "fingerprint": key,
         "versions": versions(),
@@ -155,7 +163,7 @@ def zero_fill_record(image: BenchImage, spec: str, out: Path) -> dict[str, Any]:
 
 def summarize(records: Sequence[dict[str, Any]], masks: Sequence[str], methods: Sequence[str]) -> dict:
     """Mean PSNR/SSIM (and seconds) per (mask, method)."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
+    table: dict[str, dict[str, dict[str, Any]]] = {}
     for spec in masks:
         table[spec] = {}
         for method in methods:
@@ -167,6 +175,15 @@ def summarize(records: Sequence[dict[str, Any]], masks: Sequence[str], methods: 
                     "seconds": float(np.mean([r.get("seconds", 0.0) for r in rows])),
                     "count": len(rows),
                 }
+                fits = [r["lmafit"] for r in rows if "lmafit" in r]
+                if fits:  # LMaFit per patch, averaged over the images (the largest: over all of them)
+                    table[spec][method]["lmafit"] = {
+                        "iterations_mean": float(np.mean([f["iterations_mean"] for f in fits])),
+                        "iterations_max": int(max(f["iterations_max"] for f in fits)),
+                        "rank_mean": float(np.mean([f["rank_mean"] for f in fits])),
+                        "rank_max": int(max(f["rank_max"] for f in fits)),
+                        "seconds": float(np.mean([f["seconds"] for f in fits])),
+                    }
     return table
 
 

@@ -24,7 +24,17 @@ from esdiff.errors import EsdiffError
 from esdiff.lowrank import LowRankState
 from esdiff.operators import Inpainting
 from esdiff.patches import PAD, PatchGrid, make_grid
-from esdiff.sampler import Context, Encoding, State, Step, StepList, low_rank, noise_schedule, start_state
+from esdiff.sampler import (
+    Context,
+    Encoding,
+    State,
+    Step,
+    StepList,
+    hole_fill,
+    low_rank,
+    noise_schedule,
+    start_state,
+)
 from esdiff.sde import VESDE
 
 P = PATCH_SIZE
@@ -144,12 +154,15 @@ def sample_whole_image(
     lr = _LowRankGrid(grid, torch.nonzero(missing[..., lo:hi, lo:hi].flatten(1).any(1))[:, 0])
     y_patches = grid.cut(y)[lr.active]
     k_active = k_patches[lr.active]
+    holes = hole_fill(observed, known, cfg, step_list)
+    fills = None if holes is None else grid.cut(holes.to(device))[lr.active]
     generators = [torch.Generator().manual_seed(seed * 1_000_003 + int(k)) for k in lr.active]
     starts = []
     for first in range(0, len(lr.active), cfg.patch_batch):
         part = slice(first, first + cfg.patch_batch)
         ctx = _on(base, y_patches[part], k_active[part], generators[part])
-        state = start_state(y_patches[part], k_active[part], ctx, step_list)
+        fill = None if fills is None else fills[part]
+        state = start_state(y_patches[part], k_active[part], ctx, step_list, fill)
         lr.states.append(state.lowrank_state)
         starts.append(state.x)
     x = y if not starts else lr.stitch(y, torch.cat(starts))

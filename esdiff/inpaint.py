@@ -16,7 +16,7 @@ from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
 from esdiff.patches import GRID_SHIFTS, PatchBatch, fill_patches, make_grid, patches_to_fill
 from esdiff.prior import load
-from esdiff.sampler import STEP_LISTS, Encoding, StepList, sample_patches
+from esdiff.sampler import STEP_LISTS, Encoding, StepList, hole_fill, sample_patches
 from esdiff.sde import VESDE
 
 
@@ -54,6 +54,10 @@ def inpaint_image(
         raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
     prior, keep, sde = load(str(model) if model else None, device)
     chosen = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
+    if not 0.0 <= cfg.fresh_noise <= 1.0:
+        raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
+    if chosen.on_clean and cfg.sampling == "image":
+        raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
     @torch.inference_mode()
@@ -122,6 +126,8 @@ def sample_image(
     image = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1)
     mask = torch.from_numpy(np.ascontiguousarray(known))
     fixed = fixed_batch(score, cfg.patch_batch)
+    holes = hole_fill(observed, known, cfg, step_list)
+    grid = make_grid(known.shape[0], known.shape[1], cfg.tiling)
 
     def fill(batch: PatchBatch) -> Tensor:
         def callback(step: int, steps: int) -> None:
@@ -137,6 +143,7 @@ def sample_image(
             patch_generators(seed, batch.indices),
             step_list,
             callback,
+            None if holes is None else grid.cut(holes, batch.indices).to(device),
         )
 
     out = fill_patches(

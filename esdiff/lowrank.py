@@ -10,9 +10,13 @@ zero), step size, stopping test and iteration count, so a batch gives what each 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -246,8 +250,47 @@ def config_dtype(cfg: LowRankConfig) -> torch.dtype:
     return torch.float32 if cfg.dtype == "float32" else torch.float64
 
 
+_FIT_LOG: ContextVar[list[LMaFitResult] | None] = ContextVar("lmafit_log", default=None)
+
+
+@contextmanager
+def logged_fits() -> Iterator[list[LMaFitResult]]:
+    """Within the block, every LMaFit run of ``lmafit_for`` (ESDiff's start, ALOHA) is appended to the
+    list it yields, so a benchmark can report iterations and ranks per patch beside its seconds."""
+    log: list[LMaFitResult] = []
+    token = _FIT_LOG.set(log)
+    try:
+        yield log
+    finally:
+        _FIT_LOG.reset(token)
+
+
+def fit_summary(fits: list[LMaFitResult]) -> dict[str, float]:
+    """Patches, mean and largest LMaFit iterations and rank per patch, and seconds over ``fits``."""
+    if not fits:
+        return {}
+    iterations = torch.cat([f.iterations for f in fits]).double()
+    ranks = torch.cat([f.ranks for f in fits]).double()
+    return {
+        "patches": int(iterations.numel()),
+        "iterations_mean": float(iterations.mean()),
+        "iterations_max": int(iterations.max()),
+        "rank_mean": float(ranks.mean()),
+        "rank_max": int(ranks.max()),
+        "seconds": float(sum(f.seconds for f in fits)),
+    }
+
+
 def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
     """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``)."""
+    fit = _lmafit_for(hy, hk, cfg, **options)
+    log = _FIT_LOG.get()
+    if log is not None:
+        log.append(fit)
+    return fit
+
+
+def _lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
     return lmafit(
         hy,
         hk,
@@ -276,6 +319,25 @@ def interpolate(y_patches: Tensor, known_patches: Tensor, which: Tensor | None =
         filled = inpaint_biharmonic(image, missing, channel_axis=-1)
         out[b] = torch.from_numpy(filled).permute(2, 0, 1).to(out)
     return out
+
+
+def solid_hole_fill(observed: np.ndarray, known: np.ndarray, window: int, reach: int) -> np.ndarray | None:
+    """A biharmonic interpolation of the image ``observed [H, W, C]`` near the solid parts of its holes,
+    for ``init_low_rank(fill=...)`` on patches cut from it; None where the holes have no solid part.
+
+    A hole is solid where a ``window x window`` Hankel window holds no known pixel: the low-rank
+    completion has nothing to go on there, and an interpolation of the patch alone fails once the hole
+    fills the patch. The missing pixels within ``reach`` (the patch size) of a solid window are
+    interpolated, from the known pixels around them, so a random or thin-text mask costs nothing."""
+    from scipy import ndimage
+    from skimage.restoration import inpaint_biharmonic
+
+    missing = ~known
+    solid = ndimage.binary_erosion(missing, np.ones((window, window), dtype=bool), border_value=1)
+    if not solid.any() or not known.any():
+        return None
+    near = ndimage.maximum_filter(solid, size=2 * reach + window) & missing
+    return inpaint_biharmonic(observed, near, channel_axis=-1, split_into_regions=True)
 
 
 def init_low_rank(

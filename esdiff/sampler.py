@@ -3,6 +3,14 @@
 One sampler step at noise level ``sigma_i`` runs the step list once. ESDiff's list (SPEC 3.4) is
 ``[predictor, low_rank, data_consistency, corrector, low_rank, data_consistency]``; the ablations of the
 paper's Table IV are other lists (``STEP_LISTS``), each saying whether it needs the low-rank state.
+
+The ``x0`` lists put the projections where they belong: ``denoise`` turns the noisy state into the
+prior's clean estimate ``D(x, sigma)``, the low-rank and data-consistency steps act on that clean image
+(both are statements about clean images), and ``renoise`` takes it to the next level along the
+estimate's own noise direction, part of it drawn fresh (``fresh_noise``; DiffPIR, Zhu et al. 2023). The
+network then always sees an image noisy everywhere at the level it is told, known pixels included,
+which the paper's list, replacing known pixels by the clean observation between network steps, does
+not give it.
 Randomness comes from one generator per patch, seeded from the image's seed and the patch index, so a
 result does not depend on how patches are batched.
 """
@@ -12,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import FusionMode, SamplerConfig
+from esdiff.config import PATCH_SIZE, FusionMode, SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LowRankState, admm_step, init_low_rank
+from esdiff.lowrank import LowRankState, admm_step, init_low_rank, solid_hole_fill
 from esdiff.operators import Inpainting
 from esdiff.sde import VESDE
 from esdiff.transforms import fuse, mpt
@@ -47,6 +56,8 @@ class State:
     lowrank_state: LowRankState | None
     psi: Tensor | None = None
     psi_x: Tensor | None = None
+    eps: Tensor | None = None
+    """Between ``denoise`` and ``renoise``: the noise direction ``(x_sigma - D) / sigma`` of the estimate."""
 
     def encoded(self, ctx: Context) -> Tensor:
         """The network-space input: MPT of ``x``, or (``state="mpt"``) the kept object moved by MPT of
@@ -140,6 +151,24 @@ def data_consistency(state: State, ctx: Context) -> State:
     return replace(state, x=ctx.op.prox_l2(state.x, ctx.y, ctx.cfg.dc_lambda))
 
 
+def denoise(state: State, ctx: Context) -> State:
+    """The prior's clean estimate ``D = x + sigma^2 s(x, sigma)`` (Tweedie, through MPT and i-MPT +
+    fusion) in place of the noisy state, which leaves its noise direction for ``renoise``."""
+    psi = ctx.encoding.encode(state.x)
+    clean = ctx.encoding.decode(psi + ctx.sigma**2 * ctx.score(psi, ctx.sigma))
+    return replace(state, x=clean, eps=(state.x - clean) / ctx.sigma, psi=None, psi_x=None)
+
+
+def renoise(state: State, ctx: Context) -> State:
+    """The clean estimate taken to the next level ``sigma_{i+1}``: ``x + sigma_{i+1} (sqrt(1 - f) eps +
+    sqrt(f) z)`` with ``f = fresh_noise`` (0: DDIM's deterministic step; the last level steps to 0)."""
+    assert state.eps is not None, "renoise follows denoise"
+    lower = max(ctx.sigma**2 - ctx.step_var, 0.0) ** 0.5
+    f = ctx.cfg.fresh_noise
+    direction = state.eps if f == 0 else (1 - f) ** 0.5 * state.eps + f**0.5 * ctx.noise(state.x)
+    return replace(state, x=state.x + lower * direction, eps=None)
+
+
 @dataclass(frozen=True)
 class StepList:
     """The steps run once per noise level, in order."""
@@ -147,6 +176,8 @@ class StepList:
     functions: tuple[Step, ...]
     needs_low_rank: bool
     """The list holds ``low_rank``, so the start must set up its ADMM state (LMaFit), whatever the start."""
+    on_clean: bool = False
+    """The ``x0`` kind (``denoise`` ... ``renoise``), whose state between the two is the clean estimate."""
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.functions)
@@ -157,23 +188,42 @@ STEP_LISTS: dict[str, StepList] = {
         (predictor, low_rank, data_consistency, corrector, low_rank, data_consistency), needs_low_rank=True
     ),
     "no-lowrank": StepList((predictor, data_consistency, corrector, data_consistency), needs_low_rank=False),
+    "x0": StepList((denoise, low_rank, data_consistency, renoise), needs_low_rank=True, on_clean=True),
+    "x0-no-lowrank": StepList((denoise, data_consistency, renoise), needs_low_rank=False, on_clean=True),
 }
-"""Algorithm 1 and its ablation without the low-rank step (the NCSN++ baseline with a 3-channel model)."""
+"""Algorithm 1 and its ablation without the low-rank step (the NCSN++ baseline with a 3-channel model),
+and the same two with the projections on the denoised estimate (module docstring)."""
 
 
-def start_state(y: Tensor, known: Tensor, ctx: Context, step_list: StepList) -> State:
+def start_state(
+    y: Tensor, known: Tensor, ctx: Context, step_list: StepList, fill: Tensor | None = None
+) -> State:
     """The low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U V^T))``, or the lab's
-    doubled one with ``low_rank.init = "lab"``), the same plus noise at the first level, or
+    doubled one with ``low_rank.init = "lab"``; ``fill``: patches of an interpolation for its solid
+    holes, ``lowrank.solid_hole_fill``), the same plus noise at the first level, or
     ``y D + sigma_0 z (1 - D)`` (sde)."""
     lowrank_state, x = None, None
     if step_list.needs_low_rank or ctx.cfg.start != "noise":
-        lowrank_state, x, _ = init_low_rank(y, known, ctx.cfg.low_rank)
+        lowrank_state, x, _ = init_low_rank(y, known, ctx.cfg.low_rank, fill=fill)
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
         x = y * known + ctx.sigma * ctx.noise(y) * ~known
     elif ctx.cfg.start == "lmafit-noisy":
         x = x + ctx.sigma * ctx.noise(y)
     return State(x=x, lowrank_state=lowrank_state)
+
+
+def hole_fill(
+    observed: np.ndarray, known: np.ndarray, cfg: SamplerConfig, step_list: StepList
+) -> Tensor | None:
+    """``[3, H, W]``: the image-level interpolation of solid holes for the low-rank start, when the start
+    runs and its ``fill`` is ``biharmonic`` (``lowrank.solid_hole_fill``); else None."""
+    if cfg.low_rank.fill != "biharmonic" or not (step_list.needs_low_rank or cfg.start != "noise"):
+        return None
+    filled = solid_hole_fill(observed * known[..., None], known, cfg.low_rank.window, PATCH_SIZE)
+    if filled is None:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32)).permute(2, 0, 1)
 
 
 def noise_schedule(sde: VESDE, steps: int, t_start: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -194,15 +244,17 @@ def sample_patches(
     generators: Sequence[torch.Generator],
     step_list: StepList = STEP_LISTS["esdiff"],
     callback: Callable[[int, int], None] | None = None,
+    fill: Tensor | None = None,
 ) -> Tensor:
     """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
     ``known [B, 1, 64, 64]`` marks observed pixels; returns the final iterate (no oracle selection).
+    ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``).
     """
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
-    state = start_state(y, known, ctx, step_list)
+    state = start_state(y, known, ctx, step_list, fill)
     for i in range(cfg.steps):
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
         for step in step_list:

@@ -25,6 +25,9 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
     return {
         "esdiff": {"config": base},
         "no-lowrank": {"config": base, "step_list": "no-lowrank"},
+        "x0": {"config": base, "step_list": "x0"},
+        "x0-fresh-0.5": {"config": cfg(fresh_noise=0.5), "step_list": "x0"},
+        "x0-no-lowrank": {"config": cfg(fresh_noise=0.5), "step_list": "x0-no-lowrank"},
         "fusion-mean": {"config": cfg(fusion="mean")},
         "fusion-softmax0": {"config": cfg(fusion="softmax0")},
         "start-noise": {"config": cfg(start="noise", t_start=1.0)},

@@ -129,3 +129,21 @@ def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str]) -> None:
     assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:"), (
         result.stderr.decode()
     )
+
+
+def test_records_carry_lmafit_iterations_and_ranks(tmp_path: Path, folder: Path) -> None:
+    """Issue 14: a low-rank method's record reports LMaFit's iterations and ranks per patch (the summary
+    averages them); a method without LMaFit has none."""
+    result = runner.invoke(
+        app,
+        ["evaluate", "--benchmark", f"folder:{folder}", "--masks", "random:0.5", "--out", str(tmp_path / "o")]
+        + ["--methods", "aloha,biharmonic", "--limit", "1", "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    records = {r["method"]: r for r in json.loads((tmp_path / "o" / "per_image.json").read_text())}
+    fit = records["aloha"]["lmafit"]
+    assert fit["patches"] >= 1 and 1 <= fit["iterations_mean"] <= fit["iterations_max"]
+    assert 1 <= fit["rank_mean"] <= fit["rank_max"]
+    assert "lmafit" not in records["biharmonic"]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["random:0.5"]["aloha"]["lmafit"]["iterations_max"] == fit["iterations_max"]

@@ -192,6 +192,30 @@ def test_solid_hole_start_is_filled() -> None:
     assert scores["none"] < floor - 3.0, scores  # what the fill is for
 
 
+def test_solid_hole_fill_is_image_level_and_only_where_needed(astronaut: np.ndarray) -> None:
+    """A 64x64 hole fills a whole patch, where an interpolation of the patch has nothing to go on: the
+    image-level fill is the biharmonic interpolation of the hole from its border (exactly, on the hole),
+    and a random or thin mask, with no window lacking a known pixel, gets none (no cost)."""
+    from skimage.restoration import inpaint_biharmonic
+
+    from esdiff.lowrank import solid_hole_fill
+
+    image = astronaut.astype(np.float64)  # 96x128
+    known = np.ones((96, 128), dtype=bool)
+    known[16:80, 32:96] = False
+    observed = image * known[..., None]
+    filled = solid_hole_fill(observed, known, 8, 64)
+    assert filled is not None
+    want = inpaint_biharmonic(observed, ~known, channel_axis=-1)
+    np.testing.assert_allclose(filled[~known], want[~known], atol=1e-6)
+    assert _hole_psnr(filled, image, known) > _hole_psnr(observed, image, known) + 3.0
+    sparse = np.random.default_rng(0).random((96, 128)) > 0.5
+    assert solid_hole_fill(image * sparse[..., None], sparse, 8, 64) is None
+    line = np.ones((96, 128), dtype=bool)
+    line[:, 60:67] = False  # 7 px wide: every 8x8 window holds a known pixel
+    assert solid_hole_fill(image * line[..., None], line, 8, 64) is None
+
+
 @pytest.mark.parametrize("init", ["zero", "residual", "lab"])
 def test_start_and_multiplier(init: str) -> None:
     """``zero`` and ``residual`` start from the LMaFit estimate; ``lab`` from twice it (SPEC 3.3)."""
@@ -206,3 +230,20 @@ def test_start_and_multiplier(init: str) -> None:
     missing = ~known.expand_as(x)
     err = float((start - x)[missing].abs().max())
     assert (err > 0.1) if init == "lab" else (err < 1e-3)
+
+
+def test_logged_fits_collect_every_run_inside_the_block() -> None:
+    from esdiff.lowrank import fit_summary, lmafit_for, logged_fits
+
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(2, 30, 2, generator=gen) @ torch.randn(2, 2, 20, generator=gen)
+    known = torch.rand(2, 30, 20, generator=gen) > 0.3
+    cfg = LowRankConfig(lmafit_max_iter=50)
+    with logged_fits() as fits:
+        lmafit_for(m * known, known, cfg)
+        lmafit_for(m[:1] * known[:1], known[:1], cfg)
+    lmafit_for(m * known, known, cfg)  # outside: not logged
+    assert len(fits) == 2
+    summary = fit_summary(fits)
+    assert summary["patches"] == 3 and summary["iterations_max"] <= 50
+    assert summary["rank_max"] == int(max(f.ranks.max() for f in fits))

@@ -24,9 +24,9 @@ import torch
 
 from esdiff.config import FAST_LMAFIT, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LMaFitResult, admm_step, init_low_rank
+from esdiff.lowrank import LMaFitResult, admm_step, init_low_rank, solid_hole_fill
 from esdiff.operators import Inpainting
-from esdiff.patches import PatchBatch, fill_patches
+from esdiff.patches import PATCH, PatchBatch, fill_patches, make_grid
 
 DEFAULTS: dict = {"iterations": 50, "mu": 10.0, "patch_batch": 25}
 
@@ -38,6 +38,7 @@ def complete_patches(
     *,
     iterations: int = 50,
     mu: float = 10.0,
+    fill: torch.Tensor | None = None,
     **lmafit_options: Any,
 ) -> tuple[torch.Tensor, LMaFitResult]:
     """ALOHA on a batch: ``y [B, C, P, P]`` observed patches, ``known [B, 1, P, P]`` bool -> patches.
@@ -46,9 +47,9 @@ def complete_patches(
 
     The low-rank start (``lowrank.init_low_rank``: LMaFit on ``H(y D)``, ``x = DC(H^+(U V^T))``, ``L = 0``
     with ``cfg.init = "zero"``); then ``iterations`` times ``(U, V, L) = ADMM(H(x))``,
-    ``x = DC(H^+(U V^T - L))``.
+    ``x = DC(H^+(U V^T - L))``. ``fill``: the same patches of an interpolation of the solid holes.
     """
-    state, x, fit = init_low_rank(y, known, cfg, **lmafit_options)
+    state, x, fit = init_low_rank(y, known, cfg, fill=fill, **lmafit_options)
     U, V, L = state.U, state.V, state.L
     dc = Inpainting(known)
     y = y.to(x.dtype)
@@ -92,10 +93,18 @@ def inpaint(
     cfg = config or FAST_LMAFIT
     mask = torch.from_numpy(known)
     start = time.perf_counter()
+    holes = None
+    if (
+        cfg.fill == "biharmonic"
+        and (filled := solid_hole_fill(image * known[..., None], known, cfg.window, PATCH)) is not None
+    ):
+        holes = torch.from_numpy(filled).permute(2, 0, 1)
+    grid = make_grid(known.shape[0], known.shape[1])
 
     def fill(batch: PatchBatch) -> torch.Tensor:
         y, k = batch.y.to(device), batch.known.to(device)
-        x, fit = complete_patches(y, k, cfg, iterations=iterations, mu=mu, **lmafit_options)
+        holes_b = None if holes is None else grid.cut(holes, batch.indices).to(device)
+        x, fit = complete_patches(y, k, cfg, iterations=iterations, mu=mu, fill=holes_b, **lmafit_options)
         if progress is not None:
             progress(
                 batch.done + len(batch.indices),
