@@ -1,8 +1,9 @@
 """Sampler settings and models side by side on centre crops of lsun100 photos (never train10).
 
-Each run is ``NAME=MODEL|CONFIG``: MODEL a checkpoint path (``builtin`` for the built-in one), CONFIG a
-Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``replace`` and ``LowRankConfig``,
-or ``biharmonic``. Prints mean PSNR on the whole image and on the holes, and CPU seconds per image, for
+Each run is ``NAME=MODEL|CONFIG[|STEPS]``: MODEL a checkpoint path (``builtin`` for the built-in one),
+CONFIG a Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``replace`` and
+``LowRankConfig``, or ``biharmonic``; STEPS an entry of ``esdiff.sampler.STEP_LISTS`` (default: the
+model's). Prints mean PSNR on the whole image and on the holes, and CPU seconds per image, for
 every run and mask (masks seeded by the photo's index); JSON with per-image values to ``--out``.
 
     python benchmarks/sampler_sweep.py --limit 4 --size 256 --masks "random:0.8;caption" \\
@@ -31,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", nargs="+", help="NAME=MODEL|CONFIG")
+    parser.add_argument("runs", nargs="+", help="NAME=MODEL|CONFIG[|STEPS]")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--limit", type=int, default=4, help="first N lsun100 photos")
     parser.add_argument("--size", type=int, default=256, help="centre crop size")
@@ -43,7 +44,8 @@ def main() -> None:
     results = {}
     for run in args.runs:
         name, spec = run.split("=", 1)
-        model, expr = spec.split("|", 1)
+        model, expr, *rest = spec.split("|")
+        step_list = rest[0] if rest else None
         cfg = "biharmonic" if expr == "biharmonic" else eval(expr, names)  # noqa: S307 - the user's own expression
         for mask in args.masks.split(";"):
             whole, hole, seconds = [], [], []
@@ -59,7 +61,9 @@ def main() -> None:
                     out = inpaint_biharmonic(img * known[..., None], ~known, channel_axis=-1)
                 else:
                     chosen = None if model == "builtin" else model
-                    out = inpaint_image(img * known[..., None], known, model=chosen, config=cfg, seed=i)
+                    out = inpaint_image(
+                        img * known[..., None], known, model=chosen, config=cfg, seed=i, step_list=step_list
+                    )
                 seconds.append(time.process_time() - start)
                 whole.append(psnr(out, img))
                 hole.append(psnr(out, img, ~known))
