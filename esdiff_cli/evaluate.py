@@ -46,6 +46,15 @@ def command(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the stochastic methods.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Run only jobs K, K+N, ... into --out (parallel workers or machines); a last call "
+            "without --shard finds them done and writes the merged reports.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every (image, mask, method) job of a benchmark; re-running skips finished jobs."""
@@ -62,6 +71,7 @@ def command(
         )
 
         method_list = parse_methods(methods)
+        part = parse_shard(shard)
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit, full_size)
         folder = out or Path("runs") / f"evaluate_{benchmark.replace('folder:', '').replace('/', '_')}"
@@ -76,9 +86,14 @@ def command(
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         jobs = [Job(im, spec, m) for im in images for spec in specs for m in method_list]
         mine = jobs[rank::world]
+        if part is not None:
+            mine = mine[part[0] :: part[1]]
         folder.mkdir(parents=True, exist_ok=True)
         info(f"{len(images)} images x {len(specs)} masks x {len(method_list)} methods -> {folder}")
         records = run_jobs(mine, folder, options, quiet)
+        if part is not None:
+            info(f"shard {part[0]}/{part[1]}: {len(mine)} of {len(jobs)} jobs done in {folder}")
+            return
         if world > 1:
             import torch.distributed as dist
 
@@ -95,6 +110,19 @@ def command(
                 comparison_figure(folder, im, spec, method_list)
         show_table(table, [*method_list, "observation"], benchmark)
         info(f"wrote {folder}/table.md, per_image.csv, per_image.json, figures/")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``K/N`` with ``0 <= K < N``, or None; a bad value is one clear line."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise fail(f"--shard must be K/N, for example 0/4 (got {text!r})") from None
+    if not 0 <= k < n:
+        raise fail(f"--shard K/N needs 0 <= K < N (got {text!r})")
+    return k, n
 
 
 def run_jobs(jobs: list[Any], folder: Path, options: Any, quiet: bool) -> list[dict[str, Any]]:

@@ -65,6 +65,25 @@ def test_evaluate_resumes_without_redoing_jobs(tmp_path: Path, folder: Path) -> 
     assert (tmp_path / "run" / "results" / "kernel-regression" / "b__text2.json").exists()
 
 
+def test_shards_share_one_job_folder_and_a_last_call_merges(tmp_path: Path, folder: Path) -> None:
+    """``--shard K/N`` runs every N-th job and writes no report; the call without it finds all jobs done
+    (none redone) and writes the same table as one unsharded run."""
+    run = tmp_path / "run"
+    for k in (0, 1):
+        result = evaluate(folder, run, "--full-size", "--shard", f"{k}/2")
+        assert result.exit_code == 0, result.output
+        assert not (run / "table.md").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "results").rglob("*.json")}
+    assert len(stamps) == 2 * 2 * 2
+    assert evaluate(folder, run, "--full-size").exit_code == 0
+    assert stamps == {p: p.stat().st_mtime_ns for p in (run / "results").rglob("*.json")}
+    assert evaluate(folder, tmp_path / "one", "--full-size").exit_code == 0
+    merged = json.loads((run / "summary.json").read_text())
+    single = json.loads((tmp_path / "one" / "summary.json").read_text())
+    strip = lambda t: {s: {m: v["psnr"] for m, v in row.items()} for s, row in t.items()}  # noqa: E731
+    assert strip(merged) == strip(single)
+
+
 def test_changed_settings_or_model_redo_the_job(tmp_path: Path, folder: Path) -> None:
     from esdiff.evaluation import fingerprint
 
@@ -116,6 +135,8 @@ def test_standard6_is_the_papers_six(shared_data: Path) -> None:
         ["evaluate", "--benchmark", "folder:{tmp}/empty", "--methods", "magic"],
         ["evaluate", "--benchmark", "folder:{tmp}/empty", "--masks", "zigzag"],
         ["ablate", "--variant", "nope"],
+        ["evaluate", "--benchmark", "folder:{tmp}/empty", "--shard", "2/2"],
+        ["evaluate", "--benchmark", "folder:{tmp}/empty", "--shard", "half"],
     ],
 )
 def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str]) -> None:
