@@ -293,6 +293,32 @@ def test_same_seed_same_result(astronaut: np.ndarray) -> None:
     assert not torch.equal(run(3), run(4))
 
 
+def test_x0_lists_refuse_what_they_cannot_do(tiny_model: Path, astronaut: np.ndarray) -> None:
+    from esdiff.errors import EsdiffError
+    from esdiff.inpaint import inpaint_image
+
+    known = np.random.default_rng(1).random((64, 64)) > 0.5
+    observed = np.where(known[..., None], astronaut[:64, :64], 0.0)
+    for changes, message in (({"sampling": "image"}, "patches"), ({"fresh_noise": 1.5}, "fresh_noise")):
+        with pytest.raises(EsdiffError, match=message):
+            cfg = replace(BOOKKEEPING, **changes)
+            inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="x0")
+
+
+def test_x0_list_runs_end_to_end_and_keeps_known_pixels(tiny_model: Path, astronaut: np.ndarray) -> None:
+    """Through ``inpaint_image`` with a real (tiny) network: finite, in range, known pixels exact, seeded."""
+    from esdiff.inpaint import inpaint_image
+
+    known = np.random.default_rng(1).random((64, 96)) > 0.5
+    observed = np.where(known[..., None], astronaut[:64, :96], 0.0)
+    cfg = replace(BOOKKEEPING, start="lmafit-noisy", t_start=0.25, fresh_noise=0.5)
+    out = inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="x0", seed=3)
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    assert np.array_equal(out[known], observed[known])
+    again = inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="x0", seed=3)
+    assert np.array_equal(out, again)
+
+
 def test_inpaint_image_uses_the_config_it_is_given(
     tiny_model: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
