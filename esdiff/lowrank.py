@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import LowRankConfig
+from esdiff.config import PATCH_SIZE, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
 from esdiff.operators import Inpainting
 
@@ -282,16 +282,9 @@ def fit_summary(fits: list[LMaFitResult]) -> dict[str, float]:
 
 
 def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
-    """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``)."""
-    fit = _lmafit_for(hy, hk, cfg, **options)
-    log = _FIT_LOG.get()
-    if log is not None:
-        log.append(fit)
-    return fit
-
-
-def _lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
-    return lmafit(
+    """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``), logged
+    inside ``logged_fits``."""
+    fit = lmafit(
         hy,
         hk,
         rank=cfg.rank,
@@ -302,6 +295,10 @@ def _lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> L
         cap_rank=cfg.cap_rank,
         **options,
     )
+    log = _FIT_LOG.get()
+    if log is not None:
+        log.append(fit)
+    return fit
 
 
 def interpolate(y_patches: Tensor, known_patches: Tensor, which: Tensor | None = None) -> Tensor:
@@ -338,6 +335,15 @@ def solid_hole_fill(observed: np.ndarray, known: np.ndarray, window: int, reach:
         return None
     near = ndimage.maximum_filter(solid, size=2 * reach + window) & missing
     return inpaint_biharmonic(observed, near, channel_axis=-1, split_into_regions=True)
+
+
+def image_hole_fill(observed: np.ndarray, known: np.ndarray, cfg: LowRankConfig) -> Tensor | None:
+    """``[C, H, W]`` (``observed``'s dtype): ``solid_hole_fill`` of the observed image for the start's
+    ``fill`` when ``cfg.fill`` is ``biharmonic`` and the holes have a solid part; else None."""
+    if cfg.fill != "biharmonic":
+        return None
+    filled = solid_hole_fill(observed * known[..., None], known, cfg.window, PATCH_SIZE)
+    return None if filled is None else torch.from_numpy(filled).permute(2, 0, 1)
 
 
 def init_low_rank(

@@ -11,6 +11,7 @@ estimate's own noise direction, part of it drawn fresh (``fresh_noise``; DiffPIR
 network then always sees an image noisy everywhere at the level it is told, known pixels included,
 which the paper's list, replacing known pixels by the clean observation between network steps, does
 not give it.
+
 Randomness comes from one generator per patch, seeded from the image's seed and the patch index, so a
 result does not depend on how patches are batched.
 """
@@ -24,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import PATCH_SIZE, FusionMode, SamplerConfig
+from esdiff.config import FusionMode, SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LowRankState, admm_step, init_low_rank, solid_hole_fill
+from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, init_low_rank
 from esdiff.operators import Inpainting
 from esdiff.sde import VESDE
 from esdiff.transforms import fuse, mpt
@@ -216,14 +217,12 @@ def start_state(
 def hole_fill(
     observed: np.ndarray, known: np.ndarray, cfg: SamplerConfig, step_list: StepList
 ) -> Tensor | None:
-    """``[3, H, W]``: the image-level interpolation of solid holes for the low-rank start, when the start
-    runs and its ``fill`` is ``biharmonic`` (``lowrank.solid_hole_fill``); else None."""
-    if cfg.low_rank.fill != "biharmonic" or not (step_list.needs_low_rank or cfg.start != "noise"):
+    """``[3, H, W]`` float32: the image-level interpolation of solid holes for the low-rank start
+    (``lowrank.image_hole_fill``) when the start runs; else None."""
+    if not (step_list.needs_low_rank or cfg.start != "noise"):
         return None
-    filled = solid_hole_fill(observed * known[..., None], known, cfg.low_rank.window, PATCH_SIZE)
-    if filled is None:
-        return None
-    return torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32)).permute(2, 0, 1)
+    holes = image_hole_fill(observed, known, cfg.low_rank)
+    return None if holes is None else holes.float()
 
 
 def noise_schedule(sde: VESDE, steps: int, t_start: float = 1.0) -> tuple[Tensor, Tensor]:

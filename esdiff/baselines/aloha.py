@@ -24,9 +24,9 @@ import torch
 
 from esdiff.config import FAST_LMAFIT, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LMaFitResult, admm_step, init_low_rank, solid_hole_fill
+from esdiff.lowrank import LMaFitResult, admm_step, image_hole_fill, init_low_rank
 from esdiff.operators import Inpainting
-from esdiff.patches import PATCH, PatchBatch, fill_patches, make_grid
+from esdiff.patches import PatchBatch, fill_patches, make_grid
 
 DEFAULTS: dict = {"iterations": 50, "mu": 10.0, "patch_batch": 25}
 
@@ -93,12 +93,7 @@ def inpaint(
     cfg = config or FAST_LMAFIT
     mask = torch.from_numpy(known)
     start = time.perf_counter()
-    holes = None
-    if (
-        cfg.fill == "biharmonic"
-        and (filled := solid_hole_fill(image * known[..., None], known, cfg.window, PATCH)) is not None
-    ):
-        holes = torch.from_numpy(filled).permute(2, 0, 1)
+    holes = image_hole_fill(image, known, cfg)
     grid = make_grid(known.shape[0], known.shape[1])
 
     def fill(batch: PatchBatch) -> torch.Tensor:
