@@ -124,6 +124,9 @@ class TrainConfig:
     beta1: float = 0.9
     adam_eps: float = 1e-8
     warmup: int = 5000
+    decay: int = 0
+    """Anneal the step size linearly to zero over the last ``decay`` steps before ``steps`` (0: constant);
+    ``--resume`` may set it, so a run can be finished with a cool-down."""
     grad_clip: float = 1.0
     ema_rate: float = 0.999
     checkpoint_every: int = 100

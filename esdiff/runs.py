@@ -25,7 +25,7 @@ from esdiff.io import atomic_write_bytes
 
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
-RESUMABLE_FIELDS = ("steps", "checkpoint_every", "val_every")
+RESUMABLE_FIELDS = ("steps", "decay", "checkpoint_every", "val_every")
 """TrainConfig fields that ``--resume`` may change; every other setting must match the saved run."""
 
 

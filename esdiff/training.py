@@ -122,8 +122,12 @@ def training_loss(
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up: ``lr * min(1, (step + 1) / warmup)`` for the 0-based ``step``."""
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup > 0 else cfg.lr
+    """Linear warm-up, ``lr * min(1, (step + 1) / warmup)`` for the 0-based ``step``, then with ``decay``
+    a linear cool-down to zero over the run's last ``decay`` steps."""
+    scale = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup > 0 else 1.0
+    if cfg.decay > 0:
+        scale = min(scale, max(0.0, (cfg.steps - step) / cfg.decay))
+    return cfg.lr * scale
 
 
 @torch.no_grad()

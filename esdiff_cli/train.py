@@ -113,6 +113,14 @@ def command(
     warmup: Annotated[
         int | None, typer.Option(min=0, help="Warm-up steps.", show_default="min(5000, steps/10)")
     ] = None,
+    decay: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Cool-down: anneal the step size linearly to zero over the last N steps (allowed on --resume).",
+            show_default="0",
+        ),
+    ] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (for GPUs).")] = False,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last memory layout.")
@@ -139,6 +147,7 @@ def command(
         "checkpoint_every": checkpoint_every,
         "lr": lr,
         "warmup": warmup,
+        "decay": decay,
     }
     given = {k: v for k, v in options.items() if v is not None}
     rank = int(os.environ.get("RANK", "0"))
@@ -212,7 +221,7 @@ def default_warmup(steps: int) -> int:
 
 def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tuple[ModelConfig, TrainConfig]:
     """The run's configs: defaults overridden by ``given``, or on resume the saved ones, which ``given``
-    options may not contradict (except ``steps`` and ``checkpoint_every``)."""
+    options may not contradict (except ``RESUMABLE_FIELDS``)."""
     import dataclasses
 
     from esdiff.config import DEFAULT_RECIPE, NETWORK_PRESETS, RECIPES, ModelConfig, MPTConfig, TrainConfig
@@ -229,6 +238,7 @@ def resolve_configs(given: dict[str, Any], saved: CheckpointInfo | None) -> tupl
         "val_every",
         "lr",
         "warmup",
+        "decay",
     }
     train_kw = {k: v for k, v in given.items() if k in train_fields}
     precond, recipe_kw = RECIPES[given.get("recipe", DEFAULT_RECIPE)]

@@ -120,8 +120,12 @@ def test_train_resume_and_conflicts(folder: Path, tmp_path: Path) -> None:
         train(folder, "-o", run, "--resume", "--preset", "base")
     )
     assert "lr is 0.0002 in the run" in one_line_error(train(folder, "-o", run, "--resume", "--lr", "1e-3"))
+    cooled = train(folder, "-o", run, "--resume", "--steps", "4", "--decay", "2", "-q")
+    assert cooled.exit_code == 0, cooled.stderr
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and last["lr"] == pytest.approx(2e-4 / 2)
     assert "already holds a training run" in one_line_error(train(folder, "-o", run, "--preset", "tiny"))
-    assert read_info(run / "checkpoint.safetensors").step == 3
+    assert read_info(run / "checkpoint.safetensors").step == 4
 
 
 def test_bad_inputs_give_one_line_and_write_nothing(folder: Path, tmp_path: Path) -> None:

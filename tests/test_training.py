@@ -123,6 +123,15 @@ def test_learning_rate_warm_up() -> None:
     assert learning_rate(0, dataclasses.replace(cfg, warmup=0)) == 2e-4
 
 
+def test_learning_rate_cool_down() -> None:
+    """``decay`` anneals linearly to zero over the last steps and leaves the earlier ones alone."""
+    cfg = TrainConfig(lr=2e-4, warmup=100, steps=1000, decay=400)
+    assert learning_rate(599, cfg) == pytest.approx(2e-4)
+    assert learning_rate(800, cfg) == pytest.approx(1e-4)
+    assert learning_rate(999, cfg) == pytest.approx(2e-4 / 400)
+    assert learning_rate(50, dataclasses.replace(cfg, decay=1000)) == pytest.approx(2e-4 * 51 / 100)
+
+
 def test_ema_update_rate() -> None:
     model, ema = nn.Linear(2, 2), nn.Linear(2, 2)
     before = ema.weight.detach().clone()
