@@ -117,7 +117,7 @@ def command(
         int | None,
         typer.Option(
             min=0,
-            help="Cool-down: the step size falls linearly to zero over the last N steps (allowed on --resume).",
+            help="Cool-down: step size falls linearly to 0 over the last N steps (allowed on --resume).",
             show_default="0",
         ),
     ] = None,
