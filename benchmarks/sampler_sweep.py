@@ -2,9 +2,10 @@
 
 Each run is ``NAME=MODEL|CONFIG[|STEPS]``: MODEL a checkpoint path (``builtin`` for the built-in one),
 CONFIG a Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``replace`` and
-``LowRankConfig``, or ``biharmonic``; STEPS an entry of ``esdiff.sampler.STEP_LISTS`` (default: the
-model's). Prints mean PSNR on the whole image and on the holes, and CPU seconds per image, for
-every run and mask (masks seeded by the photo's index); JSON with per-image values to ``--out``.
+``LowRankConfig``, or a baseline's name (``biharmonic``, ``aloha``, ...); STEPS an entry of
+``esdiff.sampler.STEP_LISTS`` (default: the model's). Prints mean PSNR on the whole image and on the
+holes, and CPU seconds per image, for every run and mask (masks seeded by the photo's index); JSON
+with per-image values to ``--out``.
 
     python benchmarks/sampler_sweep.py --limit 4 --size 256 --masks "random:0.8;caption" \\
         'before=builtin|replace(DEFAULT_SAMPLER, t_start=0.5, predictor="reverse-diffusion")' \\
@@ -25,6 +26,7 @@ from esdiff.config import DEFAULT_SAMPLER, LowRankConfig
 from esdiff.inpaint import inpaint_image
 from esdiff.io import read_image
 from esdiff.masks import resolve_mask
+from esdiff.methods import BASELINES, MethodOptions, run_method
 from esdiff.metrics import psnr
 
 
@@ -46,7 +48,7 @@ def main() -> None:
         name, spec = run.split("=", 1)
         model, expr, *rest = spec.split("|")
         step_list = rest[0] if rest else None
-        cfg = "biharmonic" if expr == "biharmonic" else eval(expr, names)  # noqa: S307 - the user's own expression
+        cfg = expr if expr in BASELINES else eval(expr, names)  # noqa: S307 - the user's own expression
         for mask in args.masks.split(";"):
             whole, hole, seconds = [], [], []
             for i, path in enumerate(files):
@@ -55,10 +57,8 @@ def main() -> None:
                 img = img[top : top + args.size, left : left + args.size]
                 known = resolve_mask(mask, args.size, args.size, seed=i)
                 start = time.process_time()
-                if cfg == "biharmonic":
-                    from skimage.restoration import inpaint_biharmonic
-
-                    out = inpaint_biharmonic(img * known[..., None], ~known, channel_axis=-1)
+                if isinstance(cfg, str):
+                    out = run_method(cfg, img, known, MethodOptions(seed=i))
                 else:
                     chosen = None if model == "builtin" else model
                     out = inpaint_image(

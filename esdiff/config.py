@@ -221,6 +221,9 @@ class SamplerConfig:
     fresh_noise: float = 0.0
     """With the ``x0`` step lists (``esdiff.sampler``): the share of the re-noising variance drawn fresh at
     each level, 0 to 1 (0: the estimate's own noise direction, DDIM; 1: all new noise)."""
+    low_rank_weight: float = 1.0
+    """How far each low-rank step moves the state towards its ADMM estimate ``H^+(X_LR)``, 0 to 1 (1: all
+    the way, SPEC 3.4); lower keeps more of what the prior put there."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 

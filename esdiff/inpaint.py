@@ -56,6 +56,8 @@ def inpaint_image(
     chosen = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
     if not 0.0 <= cfg.fresh_noise <= 1.0:
         raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
+    if not 0.0 <= cfg.low_rank_weight <= 1.0:
+        raise EsdiffError(f"low_rank_weight must be 0 to 1 (got {cfg.low_rank_weight})")
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     encoding = Encoding(keep, cfg.fusion, cfg.tau)

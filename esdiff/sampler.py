@@ -137,13 +137,16 @@ def corrector(state: State, ctx: Context) -> State:
 
 
 def low_rank(state: State, ctx: Context) -> State:
-    """One ADMM iteration on the block-Hankel matrix of ``x`` (Eqs. 17-20), back through ``H^+``."""
+    """One ADMM iteration on the block-Hankel matrix of ``x`` (Eqs. 17-20), back through ``H^+``; the state
+    moves ``low_rank_weight`` of the way to that estimate."""
     lrs = state.lowrank_state
     assert lrs is not None, "low_rank needs the LMaFit start (a StepList with needs_low_rank)"
     window = ctx.cfg.low_rank.window
     hx = hankel(state.x.to(lrs.U.dtype), window)
     U, V, L, x_lr = admm_step(hx, lrs.U, lrs.V, lrs.L, ctx.cfg.low_rank.mu)
     x = hankel_pinv(x_lr, window, (state.x.shape[-2], state.x.shape[-1])).to(state.x.dtype)
+    if ctx.cfg.low_rank_weight != 1.0:
+        x = torch.lerp(state.x, x, ctx.cfg.low_rank_weight)
     return replace(state, x=x, lowrank_state=LowRankState(U, V, L))
 
 

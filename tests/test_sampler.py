@@ -287,7 +287,12 @@ def test_x0_lists_refuse_what_they_cannot_do(tiny_model: Path, astronaut: np.nda
 
     known = np.random.default_rng(1).random((64, 64)) > 0.5
     observed = np.where(known[..., None], astronaut[:64, :64], 0.0)
-    for changes, message in (({"sampling": "image"}, "patches"), ({"fresh_noise": 1.5}, "fresh_noise")):
+    refusals = (
+        ({"sampling": "image"}, "patches"),
+        ({"fresh_noise": 1.5}, "fresh_noise"),
+        ({"low_rank_weight": -0.1}, "low_rank_weight"),
+    )
+    for changes, message in refusals:
         with pytest.raises(EsdiffError, match=message):
             cfg = replace(BOOKKEEPING, **changes)
             inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="x0")
@@ -455,3 +460,28 @@ def test_whole_image_sampling_is_seeded_and_keeps_the_known_pixels(astronaut: np
     np.testing.assert_allclose(first[known], image[known], atol=1e-6)
     assert np.array_equal(first[:, 90:], observed[:, 90:].astype(np.float32).astype(np.float64))
     assert np.isfinite(first).all()
+
+
+def test_low_rank_weight_moves_the_state_part_of_the_way() -> None:
+    """``low_rank_weight`` w gives ``x + w (x_lr - x)``: 0 leaves the state, 1 is the full ADMM step."""
+    from esdiff.lowrank import init_low_rank
+    from esdiff.sampler import low_rank
+
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 3, 64, 64, generator=gen)
+    known = torch.rand(2, 1, 64, 64, generator=gen) > 0.5
+    cfg = BOOKKEEPING
+    lrs, x, _ = init_low_rank(truth * known, known, cfg.low_rank)
+    x = (x + 0.05 * torch.randn(x.shape, generator=gen)).to(truth.dtype)
+
+    def run(weight: float) -> torch.Tensor:
+        ctx = Context(
+            lambda psi, s: psi, Encoding(None), Inpainting(known), truth * known,
+            replace(cfg, low_rank_weight=weight), [], 0.1, 0.01,
+        )  # fmt: skip
+        return low_rank(State(x, lrs), ctx).x
+
+    full = run(1.0)
+    assert not torch.allclose(full, x)
+    torch.testing.assert_close(run(0.0), x)
+    torch.testing.assert_close(run(0.25), x + 0.25 * (full - x))
