@@ -281,7 +281,7 @@ def test_same_seed_same_result(astronaut: np.ndarray) -> None:
     assert not torch.equal(run(3), run(4))
 
 
-def test_x0_lists_refuse_what_they_cannot_do(tiny_model: Path, astronaut: np.ndarray) -> None:
+def test_inpaint_refuses_sampler_settings_it_cannot_run(tiny_model: Path, astronaut: np.ndarray) -> None:
     from esdiff.errors import EsdiffError
     from esdiff.inpaint import inpaint_image
 
