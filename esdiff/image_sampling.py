@@ -33,6 +33,7 @@ from esdiff.sampler import (
     hole_fill,
     low_rank,
     noise_schedule,
+    patch_generators,
     start_state,
 )
 from esdiff.sde import VESDE
@@ -156,7 +157,7 @@ def sample_whole_image(
     k_active = k_patches[lr.active]
     holes = hole_fill(observed, known, cfg, step_list)
     fills = None if holes is None else grid.cut(holes.to(device))[lr.active]
-    generators = [torch.Generator().manual_seed(seed * 1_000_003 + int(k)) for k in lr.active]
+    generators = patch_generators(seed, lr.active.tolist(), device)
     starts = []
     for first in range(0, len(lr.active), cfg.patch_batch):
         part = slice(first, first + cfg.patch_batch)
@@ -209,9 +210,7 @@ def _tile_pass(x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, se
     x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
     for lo in range(0, len(active), base.cfg.patch_batch):
         part = active[lo : lo + base.cfg.patch_batch]
-        generators = [
-            torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * (i + 1) + int(k)) for k in part
-        ]
+        generators = patch_generators(seed, part.tolist(), x.device, salt=7_919 * (i + 1))
         ctx = _on(base, y_tiles[part], known[part], generators)
         state = State(x_tiles[part], None)
         for step in steps:

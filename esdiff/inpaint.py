@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -15,14 +15,9 @@ from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
 from esdiff.patches import GRID_SHIFTS, PatchBatch, fill_patches, make_grid, patches_to_fill
-from esdiff.prior import load
-from esdiff.sampler import STEP_LISTS, Encoding, StepList, hole_fill, sample_patches
+from esdiff.prior import Runtime, load, scorer
+from esdiff.sampler import STEP_LISTS, Encoding, StepList, hole_fill, patch_generators, sample_patches
 from esdiff.sde import VESDE
-
-
-def patch_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]:
-    """One generator per patch, seeded from the image seed and the patch's index in the full grid."""
-    return [torch.Generator().manual_seed(seed * 1_000_003 + k) for k in indices]
 
 
 def inpaint_image(
@@ -37,6 +32,7 @@ def inpaint_image(
     config: SamplerConfig | None = None,
     step_list: str | None = None,
     every_patch: bool = False,
+    runtime: Runtime | None = None,
 ) -> np.ndarray:
     """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False) that
     hold a missing pixel; with ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
@@ -46,7 +42,8 @@ def inpaint_image(
     model without MPT). ``progress(done, total, unit="patches")`` counts the patches of all runs
     (``done`` moves by a fraction of the batch per sampler step; with ``sampling="image"``, ``unit="steps"``
     counts steps). ``every_patch`` samples every patch of each grid, as before patches without a missing
-    pixel were skipped (for tests and comparisons)."""
+    pixel were skipped (for tests and comparisons). ``runtime``: bf16 autocast and ``torch.compile`` of
+    the network (``esdiff.prior.Runtime``; default neither)."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
@@ -62,10 +59,7 @@ def inpaint_image(
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
-    @torch.inference_mode()
-    def score(psi: Tensor, sigma: float) -> Tensor:
-        return prior.score(psi, sigma)
-
+    score = scorer(prior, runtime or Runtime())
     shifts = GRID_SHIFTS[: cfg.shifts]
     whole = cfg.sampling == "image"  # esdiff.image_sampling skips its own tiles and counts steps
     # A run keeps the missing pixels of the image, not those of the strip its shift pads it with.
@@ -142,7 +136,7 @@ def sample_image(
             batch.y.to(device),
             batch.known.to(device),
             cfg,
-            patch_generators(seed, batch.indices),
+            patch_generators(seed, batch.indices, device),
             step_list,
             callback,
             None if holes is None else grid.cut(holes, batch.indices).to(device),

@@ -132,6 +132,7 @@ def lmafit(
     init: tuple[Tensor, Tensor] | None = None,
     cap_rank: bool = False,
     patience: int = 10,
+    sync_every: int = 1,
 ) -> LMaFitResult:
     """Complete ``M [B, m, n]`` from the entries where ``known [B, m, n]`` (bool) is True.
 
@@ -146,6 +147,12 @@ def lmafit(
     (a rank that they cannot determine only fits them). ``init=(U0, V0)`` warm-starts from
     ``M ~ U0 V0^T`` (its width is the start rank). Solves on the transposed problem when ``m > n``
     (``X = 0, Y = eye(k, n)`` start, on the first ``k`` columns that hold a known entry).
+
+    ``sync_every``: iterations between the host's looks at the device (which patches stopped, how wide
+    the rank has grown). 1 looks every iteration. On a GPU a larger value keeps the device busy: a patch
+    that stops is frozen in place (its result is what it would be alone) until the next look drops it,
+    and the factors carry room for the rank to grow until then (zero columns, which change the rounding
+    of the QR steps but not what they compute).
     """
     if M.ndim != 3 or known.shape != M.shape:
         raise ValueError(f"expected M and known of one shape [B, m, n], got {M.shape} and {known.shape}")
@@ -155,8 +162,10 @@ def lmafit(
     B, p, q = data.shape
     adaptive = rank is None
     k0 = int(init[0].shape[-1]) if init is not None else (start_rank if rank is None else rank)
-    if not 1 <= k0 <= min(p, q) or rank_step < 1:
-        raise ValueError(f"need a start rank in [1, {min(p, q)}] (got {k0}) and rank_step >= 1")
+    if not 1 <= k0 <= min(p, q) or rank_step < 1 or sync_every < 1:
+        raise ValueError(
+            f"need a start rank in [1, {min(p, q)}] (got {k0}), rank_step >= 1 and sync_every >= 1"
+        )
     start = time.perf_counter()
     cap = torch.full((B,), max_rank, dtype=torch.int64, device=data.device)
     if cap_rank:
@@ -164,8 +173,15 @@ def lmafit(
     w = _start(data, W, k0, init, flip, cap)
     out: list[tuple[Tensor, Tensor]] = [(data, data)] * B
     ranks, iters, relres = torch.zeros_like(w.rank), torch.zeros_like(w.rank), data.new_zeros(B)
+    room = min(2 * rank_step * (sync_every - 1), max_rank)  # growth the factors hold between looks
+    frozen = torch.zeros(B, dtype=torch.bool, device=data.device)  # stopped, not yet dropped
+    stop_rank = torch.zeros_like(w.rank)
+    n = 0
     while w.idx.numel():
-        w.it, w.itr_rank = w.it + 1, w.itr_rank + 1
+        n += 1
+        look = sync_every == 1 or n % sync_every == 0
+        live = ~frozen
+        w.it, w.itr_rank = w.it + live, w.itr_rank + live
         # Alternating least squares with Z = X Y + s R (the DoQR branch): X = orth(Z Y^T), Y = X^T Z.
         s = (1.0 + w.alf)[:, None, None]
         Yt = w.Y.transpose(1, 2)
@@ -179,38 +195,46 @@ def lmafit(
         reschg = (1.0 - ratio).abs()
         rank_now = w.rank
         if adaptive:  # raise the rank by appending zero columns: the next QR brings them alive
-            grow = (reschg < 10 * tol) & (w.rank < w.cap) & (w.itr_rank > 1)
+            grow = live & (reschg < 10 * tol) & (w.rank < w.cap) & (w.itr_rank > 1)
             step = torch.where(w.rank < 50, rank_step, 2 * rank_step)
             w.rank = torch.where(grow, torch.minimum(w.rank + step, w.cap), w.rank)
             w.itr_rank = torch.where(grow, 0, w.itr_rank)
-            width = max(int(w.rank.max()), X.shape[-1])
-            X, Y, w.X, w.Y = (
-                _pad_cols(X, width),
-                _pad_rows(Y, width),
-                _pad_cols(w.X, width),
-                _pad_rows(w.Y, width),
-            )
+            if look:
+                width = min(max(int(w.rank.max()) + room, X.shape[-1]), p)
+                X, Y, w.X, w.Y = (
+                    _pad_cols(X, width),
+                    _pad_rows(Y, width),
+                    _pad_cols(w.X, width),
+                    _pad_rows(w.Y, width),
+                )
         # Over-relaxation weight: grow it while progress is slow; reset it and revert when res rises.
-        bad = ratio >= 1
-        w.stuck = torch.where(bad, w.stuck + 1, 0)
+        # A frozen patch counts as bad: it keeps its iterate, and its weights are put back below.
+        bad = (ratio >= 1) | frozen
+        stuck = torch.where(bad, w.stuck + 1, 0)
         slow = ~bad & (ratio > 0.7)
-        w.inc = torch.where(bad, torch.maximum(0.1 * w.alf, 0.1 * w.inc), w.inc)
-        w.inc = torch.where(slow, torch.maximum(w.inc, 0.25 * w.alf), w.inc)
-        w.alf = torch.where(bad, 0.0, torch.where(slow, w.alf + w.inc, w.alf))
-        for j in bad.nonzero()[:, 0].tolist():  # back to the last accepted iterate and its rank
-            X[j], Y[j], resn[j] = w.X[j], w.Y[j], w.res[j]
-            Rn[j].copy_(w.R[j])
+        inc = torch.where(bad, torch.maximum(0.1 * w.alf, 0.1 * w.inc), w.inc)
+        inc = torch.where(slow, torch.maximum(inc, 0.25 * w.alf), inc)
+        alf = torch.where(bad, 0.0, torch.where(slow, w.alf + inc, w.alf))
+        w.stuck, w.inc, w.alf = (
+            torch.where(frozen, old, new) for old, new in ((w.stuck, stuck), (w.inc, inc), (w.alf, alf))
+        )
+        back = bad[:, None, None]  # back to the last accepted iterate and its rank
+        X, Y = torch.where(back, w.X, X), torch.where(back, w.Y, Y)
+        Rn, resn = torch.where(back, w.R, Rn, out=Rn), torch.where(bad, w.res, resn)
         w.rank = torch.where(bad, rank_now, w.rank)
         w.X, w.Y, w.R, w.Rb, w.res = X, Y, Rn, w.R, resn
         rel = w.res / w.nrm
         stalled = (reschg < 0.5 * tol) & (w.itr_rank > 5)
-        stop = (rel < tol) | stalled | (w.stuck >= patience) | (w.it >= max_iter)
-        if bool(stop.any()):
-            for j in stop.nonzero()[:, 0].tolist():
-                i, r = int(w.idx[j]), int(rank_now[j])  # columns grown in this iteration are still zero
+        stop = live & ((rel < tol) | stalled | (w.stuck >= patience) | (w.it >= max_iter))
+        stop_rank = torch.where(stop, rank_now, stop_rank)  # columns grown this iteration are still zero
+        frozen = frozen | stop
+        if look and bool(frozen.any()):
+            for j in frozen.nonzero()[:, 0].tolist():
+                i, r = int(w.idx[j]), int(stop_rank[j])
                 out[i] = (w.X[j, :, :r], w.Y[j, :r, :].T)
                 ranks[i], iters[i], relres[i] = r, w.it[j], rel[j]
-            w = w.take(~stop)
+            keep = ~frozen
+            w, frozen, stop_rank = w.take(keep), frozen[keep], stop_rank[keep]
     width = int(ranks.max())
     Xs = torch.stack([_pad_cols(x, width) for x, _ in out])
     Ys = torch.stack([_pad_cols(y, width) for _, y in out])  # [B, q, r]
@@ -250,6 +274,9 @@ def config_dtype(cfg: LowRankConfig) -> torch.dtype:
     return torch.float32 if cfg.dtype == "float32" else torch.float64
 
 
+DEVICE_SYNC_EVERY = 8
+"""``lmafit``'s ``sync_every`` on a GPU: a patch stays at most 7 iterations frozen before it is dropped."""
+
 _FIT_LOG: ContextVar[list[LMaFitResult] | None] = ContextVar("lmafit_log", default=None)
 
 
@@ -283,7 +310,9 @@ def fit_summary(fits: list[LMaFitResult]) -> dict[str, float]:
 
 def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LMaFitResult:
     """LMaFit on Hankel matrices with the settings of ``cfg`` (``options`` go to ``lmafit``), logged
-    inside ``logged_fits``."""
+    inside ``logged_fits``. Off the CPU the host looks at the device every ``DEVICE_SYNC_EVERY``
+    iterations, not every one."""
+    options.setdefault("sync_every", 1 if hy.device.type == "cpu" else DEVICE_SYNC_EVERY)
     fit = lmafit(
         hy,
         hk,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,40 @@ class Prior(nn.Module):
         if self.precond.kind == "score-sde":
             return self.net(x, s)
         return (self(x, s) - x) / s.reshape(-1, 1, 1, 1).pow(2)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the network runs, not what it computes: on a GPU both options buy speed for a little
+    rounding (`esdiff inpaint --bf16 --compile`; `benchmarks/gpu_check.sh` measures them)."""
+
+    bf16: bool = False
+    """Run the network under bfloat16 autocast (convolutions and attention in bf16, the rest float32)."""
+    compile: bool = False
+    """``torch.compile`` the score (one compilation per batch shape; sigma is a tensor input, so the
+    noise levels of a run reuse it)."""
+
+
+def scorer(prior: Prior, runtime: Runtime = Runtime()) -> Callable[[Tensor, float], Tensor]:
+    """The sampler's ``score(psi, sigma)`` of ``prior`` under ``runtime``, without autograd, in the
+    input's dtype. The default runtime is ``prior.score`` itself."""
+    net = _compiled(prior) if runtime.compile else prior.score
+    autocast = torch.autocast(prior.device.type, dtype=torch.bfloat16, enabled=runtime.bf16)
+
+    @torch.inference_mode()
+    def score(psi: Tensor, sigma: float) -> Tensor:
+        if not (runtime.compile or runtime.bf16):
+            return prior.score(psi, sigma)
+        levels = torch.full((psi.shape[0],), sigma, dtype=torch.float32, device=psi.device)
+        with autocast:
+            return net(psi, levels).to(psi.dtype)
+
+    return score
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(prior: Prior) -> Callable[[Tensor, Tensor], Tensor]:
+    return torch.compile(prior.score, dynamic=False)
 
 
 @functools.lru_cache(maxsize=2)

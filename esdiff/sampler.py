@@ -13,12 +13,14 @@ which the paper's list, replacing known pixels by the clean observation between 
 not give it.
 
 Randomness comes from one generator per patch, seeded from the image's seed and the patch index, so a
-result does not depend on how patches are batched.
+result does not depend on how patches are batched. The generators live on the device the patches are
+on, so on a GPU the noise is drawn there, never copied over (a GPU draws other numbers than the CPU for
+the same seed; each device is deterministic on its own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -73,6 +75,15 @@ class State:
         return replace(self, x=x, psi=psi if ctx.cfg.state == "mpt" else None, psi_x=x)
 
 
+def patch_generators(
+    seed: int, indices: Iterable[int], device: str | torch.device = "cpu", salt: int = 0
+) -> list[torch.Generator]:
+    """One generator per patch on ``device``, seeded from the image seed, the patch's index ``k`` in the
+    full grid and a ``salt`` that tells apart the draws of different grids (``seed * 1_000_003 + salt
+    + k``)."""
+    return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + salt + int(k)) for k in indices]
+
+
 @dataclass
 class Context:
     """Everything a step reads and nothing it changes."""
@@ -87,10 +98,12 @@ class Context:
     step_var: float
 
     def noise(self, like: Tensor) -> Tensor:
-        """One normal draw per patch from that patch's own generator."""
-        shape, device = like.shape[1:], like.device
-        draws = [torch.randn(shape, generator=g, dtype=torch.float32) for g in self.generators]
-        return torch.stack(draws).to(device=device, dtype=like.dtype)
+        """One normal draw per patch from that patch's own generator, on the generator's device."""
+        shape = like.shape[1:]
+        draws = [
+            torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in self.generators
+        ]
+        return torch.stack(draws).to(device=like.device, dtype=like.dtype)
 
 
 Step = Callable[[State, Context], State]

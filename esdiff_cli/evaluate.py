@@ -46,6 +46,12 @@ def command(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the stochastic methods.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="Samplers' network in bfloat16 (faster on a GPU).")
+    ] = False,
+    compile_net: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the samplers' network.")
+    ] = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -75,9 +81,12 @@ def command(
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit, full_size)
         folder = out or Path("runs") / f"evaluate_{benchmark.replace('folder:', '').replace('/', '_')}"
+        from esdiff.prior import Runtime
+
+        runtime = Runtime(bf16=bf16, compile=compile_net) if bf16 or compile_net else None
         settings: dict[str, dict[str, Any]] = {
-            "esdiff": {"model": model, "steps": steps},
-            "ncsnpp": {"model": ncsnpp_model, "steps": steps},
+            "esdiff": {"model": model, "steps": steps, "runtime": runtime},
+            "ncsnpp": {"model": ncsnpp_model, "steps": steps, "runtime": runtime},
         }
         dip = {"iterations": dip_iterations, "channels": dip_channels}
         settings["dip"] = {k: v for k, v in dip.items() if v is not None}

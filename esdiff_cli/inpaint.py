@@ -227,6 +227,12 @@ def command(
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="Run the network in bfloat16 (faster on a GPU, a little rounding).")
+    ] = False,
+    compile_net: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the network (pays off on big jobs and GPUs).")
+    ] = False,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse larger images (width x height, read from the header).")
@@ -301,12 +307,18 @@ def command(
         }
         low_rank = {"mu": mu, "rank": rank, "lmafit_tol": lmafit_tol, "lmafit_max_iter": lmafit_max_iter}
         settings: dict[str, Any] = {}
+        runtime = {"bf16": bf16 or None, "compile": compile_net or None}
         if method in SAMPLERS:
             settings.update(model=model, config=sampler_config(SAMPLERS[method].config, sampler, low_rank))
+            if bf16 or compile_net:
+                from esdiff.prior import Runtime
+
+                settings["runtime"] = Runtime(bf16=bf16, compile=compile_net)
         else:
             if method == "aloha" and patch_batch is not None:
                 settings["patch_batch"] = sampler.pop("patch_batch")
-            given = [k for k, v in {**sampler, **low_rank, "model": model}.items() if v is not None]
+            chosen = {**sampler, **low_rank, **runtime, "model": model}
+            given = [k for k, v in chosen.items() if v is not None]
             if given:
                 samplers = " or ".join(SAMPLERS)
                 raise fail(f"--{given[0].replace('_', '-')} applies to --method {samplers}, not {method}")

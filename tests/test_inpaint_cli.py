@@ -236,6 +236,18 @@ def test_sampler_options_reach_the_library(
     assert "--state must be one of rgb, mpt" in error_line(cli(*base, "--state", "hex"))
     assert "--method must be one of esdiff, ncsnpp, aloha" in error_line(cli(*base, "--method", "magic"))
     assert len(calls) == 5
+    from esdiff.prior import Runtime
+
+    assert cli(*base, "--bf16", "--compile").exit_code == 0
+    assert calls[-1][1].settings["runtime"] == Runtime(bf16=True, compile=True)
+    assert cli(*base, "--method", "ncsnpp", "--bf16").exit_code == 0
+    assert calls[-1][1].settings["runtime"] == Runtime(bf16=True)
+    assert "--bf16 applies to --method esdiff or ncsnpp" in error_line(
+        cli(*base, "--method", "biharmonic", "--bf16")
+    )
+    assert "--compile applies to --method esdiff or ncsnpp" in error_line(
+        cli(*base, "--method", "aloha", "--compile")
+    )
 
 
 def test_shipped_model_beats_biharmonic_on_a_photo(tmp_path: Path) -> None:

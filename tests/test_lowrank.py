@@ -61,6 +61,26 @@ def test_batch_equals_alone() -> None:
         torch.testing.assert_close(both.U[i] @ both.V[i].T, alone.U[0] @ alone.V[0].T, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("rank", [4, None])
+def test_sync_every_freezes_stopped_patches(rank: int | None) -> None:
+    """Looking at the device only every 8 iterations (the GPU path) gives each patch the result it gets
+    with a look every iteration: stopped patches are frozen until dropped. A fixed rank gives it bit for
+    bit; the adaptive one carries zero columns of room for growth, which change only QR rounding."""
+    A = torch.stack([_low_rank(120, 40, r, seed=20 + r) for r in (2, 4, 6)])
+    known = _known(A.shape, 0.6, seed=11)
+    known[1] &= _known(A.shape[1:], 0.5, seed=12)  # patches that stop at different iterations
+    every = lmafit(A * known, known, rank=rank, tol=1e-6)
+    sparse = lmafit(A * known, known, rank=rank, tol=1e-6, sync_every=8)
+    assert sparse.iterations.tolist() == every.iterations.tolist()
+    assert sparse.ranks.tolist() == every.ranks.tolist()
+    assert len(set(every.iterations.tolist())) == 3  # the test covers patches that stop apart
+    tol = 0 if rank is not None else 1e-8
+    for i in range(3):
+        torch.testing.assert_close(sparse.U[i] @ sparse.V[i].T, every.U[i] @ every.V[i].T, rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="sync_every"):
+        lmafit(A * known, known, sync_every=0)
+
+
 def test_known_zeros_are_known() -> None:
     """Known entries come from the mask, not from non-zero values: a known zero row stays zero."""
     A = _low_rank(100, 40, 3, seed=7)

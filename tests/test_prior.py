@@ -124,3 +124,57 @@ def test_edm_training_learns_the_posterior_mean() -> None:
             best = posterior_mean(x, sigma)
             err = (ema_prior(x, sigma) - best).norm() / (x - best).norm()
             assert float(err) < 0.25, f"sigma {sigma}: relative error {float(err):.3f}"
+
+
+def _runtime_inputs(model: Path) -> tuple[Prior, Tensor]:
+    from esdiff.prior import load
+
+    prior, _, _ = load(str(model), "cpu")
+    psi = torch.rand(4, 12, 64, 64, generator=torch.Generator().manual_seed(0))
+    return prior, psi
+
+
+def test_runtime_default_is_the_prior_and_bf16_is_close(tiny_model: Path) -> None:
+    from esdiff.prior import Runtime, scorer
+
+    prior, psi = _runtime_inputs(tiny_model)
+    exact = prior.score(psi, 0.3)
+    assert torch.equal(scorer(prior)(psi, 0.3), exact)
+    half = scorer(prior, Runtime(bf16=True))(psi, 0.3)
+    assert half.dtype == psi.dtype and not torch.equal(half, exact)  # autocast did run in bf16
+    assert float((half - exact).norm() / exact.norm()) < 0.05
+
+
+def test_runtime_compile_traces_once_for_all_levels(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled score takes sigma as a tensor, so a run's 25 levels reuse one graph (a Python float
+    would recompile at every level and fall back to eager after eight). Dynamo's eager backend keeps the
+    test fast; inductor itself is the slow test below."""
+    import torch._dynamo
+
+    from esdiff import prior as prior_module
+    from esdiff.prior import Runtime, scorer
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="eager", **kw))
+    prior_module._compiled.cache_clear()
+    torch._dynamo.reset()
+    prior, psi = _runtime_inputs(tiny_model)
+    score = scorer(prior, Runtime(compile=True))
+    for sigma in (2.0, 0.5, 0.1):
+        torch.testing.assert_close(score(psi, sigma), prior.score(psi, sigma), rtol=1e-5, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    prior_module._compiled.cache_clear()
+
+
+@pytest.mark.slow
+def test_runtime_compile_with_inductor_matches_eager(tiny_model: Path) -> None:
+    from esdiff import prior as prior_module
+    from esdiff.prior import Runtime, scorer
+
+    prior_module._compiled.cache_clear()
+    prior, psi = _runtime_inputs(tiny_model)
+    score = scorer(prior, Runtime(compile=True))
+    torch.testing.assert_close(score(psi, 0.2), prior.score(psi, 0.2), rtol=1e-4, atol=1e-4)
+    prior_module._compiled.cache_clear()
