@@ -224,6 +224,11 @@ class SamplerConfig:
     low_rank_weight: float = 1.0
     """How far each low-rank step moves the state towards its ADMM estimate ``H^+(X_LR)``, 0 to 1 (1: all
     the way, SPEC 3.4); lower keeps more of what the prior put there."""
+    known_noise: bool = False
+    """Before each network step of the predictor-corrector lists, give the known pixels noise at the
+    current level (score-SDE inpainting; the noise is taken out again after the step), so the network
+    sees an image noisy everywhere at the level it is told. False feeds it the clean known pixels (paper),
+    which it denoises as if they were noisy: measured, that darkens solid holes by 6-9 grey levels."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 

@@ -55,6 +55,8 @@ def inpaint_image(
         raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
     if not 0.0 <= cfg.low_rank_weight <= 1.0:
         raise EsdiffError(f"low_rank_weight must be 0 to 1 (got {cfg.low_rank_weight})")
+    if cfg.known_noise and cfg.state == "mpt":
+        raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     encoding = Encoding(keep, cfg.fusion, cfg.tau)

@@ -114,6 +114,7 @@ def predictor(state: State, ctx: Context) -> State:
     diffusion ``Psi + (sigma_i^2 - sigma_{i+1}^2) s``, or (``predictor="ddim"``) the deterministic
     probability-flow step ``D + (sigma_{i+1} / sigma_i) (Psi - D)``, i.e. ``Psi + sigma_i (sigma_i -
     sigma_{i+1}) s`` (DDIM / Euler in sigma, Karras et al. 2022 Alg. 1 without the second order)."""
+    state, noise = _known_noised(state, ctx)
     psi = state.encoded(ctx)
     if ctx.cfg.predictor == "ddim":
         lower = max(ctx.sigma**2 - ctx.step_var, 0.0) ** 0.5
@@ -122,7 +123,21 @@ def predictor(state: State, ctx: Context) -> State:
         psi = psi + ctx.step_var * ctx.score(psi, ctx.sigma)
     if ctx.cfg.predictor_noise:
         psi = psi + ctx.step_var**0.5 * ctx.noise(psi)
-    return state.decoded(psi, ctx)
+    return _known_restored(state.decoded(psi, ctx), noise, ctx)
+
+
+def _known_noised(state: State, ctx: Context) -> tuple[State, Tensor | None]:
+    """With ``known_noise``: the state with noise at the current level on its known pixels (SamplerConfig),
+    and that noise, for ``_known_restored``; else the state as it is and None."""
+    if not ctx.cfg.known_noise:
+        return state, None
+    noise = ctx.sigma * ctx.noise(state.x) * ctx.op.mask.to(state.x.dtype)
+    return replace(state, x=state.x + noise), noise
+
+
+def _known_restored(state: State, noise: Tensor | None, ctx: Context) -> State:
+    """The network step's result with the noise that ``_known_noised`` put on the known pixels taken off."""
+    return state if noise is None else replace(state, x=state.x - noise)
 
 
 def corrector_step_size(z: Tensor, g: Tensor, sigma: float, snr: float, cap: float | None) -> Tensor:
@@ -140,13 +155,14 @@ def corrector_step_size(z: Tensor, g: Tensor, sigma: float, snr: float, cap: flo
 
 def corrector(state: State, ctx: Context) -> State:
     """Annealed Langevin corrector with a bounded step (``corrector_step_size``)."""
+    state, noise = _known_noised(state, ctx)
     psi = state.encoded(ctx)
     for _ in range(ctx.cfg.corrector_samples):
         g = ctx.score(psi, ctx.sigma)
         z = ctx.noise(psi)
         eps = corrector_step_size(z, g, ctx.sigma, ctx.cfg.snr, ctx.cfg.corrector_cap)
         psi = psi + eps * g + (2 * eps).sqrt() * z
-    return state.decoded(psi, ctx)
+    return _known_restored(state.decoded(psi, ctx), noise, ctx)
 
 
 def low_rank(state: State, ctx: Context) -> State:

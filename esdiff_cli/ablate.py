@@ -30,6 +30,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "x0-no-lowrank": {"config": cfg(fresh_noise=0.5), "step_list": "x0-no-lowrank"},
         "x0-lr-0.25": {"config": cfg(fresh_noise=0.5, low_rank_weight=0.25), "step_list": "x0"},
         "lr-0.5": {"config": cfg(low_rank_weight=0.5)},
+        "known-noise": {"config": cfg(known_noise=True)},
         "fusion-mean": {"config": cfg(fusion="mean")},
         "fusion-softmax0": {"config": cfg(fusion="softmax0")},
         "start-noise": {"config": cfg(start="noise", t_start=1.0)},

@@ -244,6 +244,9 @@ def command(
     t_start: Annotated[float | None, expert("t_start", "Time of the first step.", min=1e-4, max=1.0)] = None,
     snr: Annotated[float | None, expert("snr", "Corrector signal-to-noise ratio.", min=0.0)] = None,
     predictor_noise: Annotated[bool | None, expert("predictor_noise", "Add noise in the predictor.")] = None,
+    known_noise: Annotated[
+        bool | None, expert("known_noise", "Known pixels noised to the level for each network step.")
+    ] = None,
     corrector_samples: Annotated[
         int | None, expert("corrector_samples", "Langevin steps per level.", min=0)
     ] = None,
@@ -295,6 +298,7 @@ def command(
             "t_start": t_start,
             "snr": snr,
             "predictor_noise": predictor_noise,
+            "known_noise": known_noise,
             "corrector_samples": corrector_samples,
             "predictor": predictor,
             "corrector_cap": corrector_cap,

@@ -100,6 +100,11 @@ def test_changed_settings_or_model_redo_the_job(tmp_path: Path, folder: Path) ->
     assert first != fingerprint("esdiff", {"model": model, "steps": 6}, 0)
     model.write_bytes(b"second")
     assert first != fingerprint("esdiff", {"model": model, "steps": 5}, 0)
+    from esdiff.prior import Runtime
+
+    second = fingerprint("esdiff", {"model": model, "steps": 5}, 0)
+    assert second == fingerprint("esdiff", {"model": model, "steps": 5, "runtime": None}, 0)
+    assert second != fingerprint("esdiff", {"model": model, "steps": 5, "runtime": Runtime(bf16=True)}, 0)
 
 
 def test_protocols_and_seeds() -> None:

@@ -296,6 +296,9 @@ def test_inpaint_refuses_sampler_settings_it_cannot_run(tiny_model: Path, astron
         with pytest.raises(EsdiffError, match=message):
             cfg = replace(BOOKKEEPING, **changes)
             inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="x0")
+    with pytest.raises(EsdiffError, match="known_noise"):
+        cfg = replace(BOOKKEEPING, known_noise=True, state="mpt")
+        inpaint_image(observed, known, model=tiny_model, config=cfg)
 
 
 def test_x0_list_runs_end_to_end_and_keeps_known_pixels(tiny_model: Path, astronaut: np.ndarray) -> None:
@@ -485,3 +488,31 @@ def test_low_rank_weight_moves_the_state_part_of_the_way() -> None:
     assert not torch.allclose(full, x)
     torch.testing.assert_close(run(0.0), x)
     torch.testing.assert_close(run(0.25), x + 0.25 * (full - x))
+
+
+@pytest.mark.parametrize("step", ["predictor", "corrector"])
+def test_known_noise_shows_the_network_a_noisy_image_and_takes_the_noise_off(step: str) -> None:
+    """With ``known_noise`` the network gets the known pixels with noise of the level it is told (their
+    spread is sigma), and the step's result carries none of that noise on them: with a score of zero the
+    state comes back exactly (the corrector's own Langevin noise aside)."""
+    from esdiff import sampler
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 64, 64, generator=gen)
+    known = torch.rand(2, 1, 64, 64, generator=gen) > 0.5
+    seen: list[torch.Tensor] = []
+
+    def spy(psi: torch.Tensor, sigma: float) -> torch.Tensor:
+        seen.append(psi.clone())
+        return torch.zeros_like(psi)
+
+    cfg = replace(BOOKKEEPING, known_noise=True, predictor="ddim", corrector_samples=1, snr=0.0)
+    generators = [torch.Generator().manual_seed(k) for k in range(2)]
+    ctx = Context(spy, Encoding(None), Inpainting(known), x * known, cfg, generators, 0.2, 0.01)
+    out = getattr(sampler, step)(State(x, None), ctx).x
+    noise = (seen[0] - x)[known.expand_as(x)]
+    assert abs(float(noise.std()) - 0.2) < 0.01  # the known pixels at the level the network is told
+    assert float((seen[0] - x)[~known.expand_as(x)].abs().max()) == 0.0
+    torch.testing.assert_close(out, x, rtol=0, atol=1e-6)
+    plain = getattr(sampler, step)(State(x, None), replace(ctx, cfg=replace(cfg, known_noise=False)))
+    assert torch.equal(seen[-1], x) and torch.equal(plain.x, x)  # off: the network sees the state itself
