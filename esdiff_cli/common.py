@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -45,6 +45,19 @@ class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+BF16 = Annotated[
+    bool,
+    typer.Option(
+        "--bf16", help="Run the samplers' network in bfloat16 (faster on a GPU, a little rounding)."
+    ),
+]
+COMPILE = Annotated[
+    bool,
+    typer.Option("--compile", help="torch.compile the samplers' network (pays off on big jobs and GPUs)."),
+]
+"""The network runtime options of `inpaint` and `evaluate` (``esdiff.prior.Runtime``)."""
 
 
 def print_error(message: str) -> None:

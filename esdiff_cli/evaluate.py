@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
-from esdiff_cli.common import MAX_SEED, Device, cli_errors, console, fail, info, make_progress, resolve_device
+from esdiff_cli.common import (
+    BF16,
+    COMPILE,
+    MAX_SEED,
+    Device,
+    cli_errors,
+    console,
+    fail,
+    info,
+    make_progress,
+    resolve_device,
+)
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
@@ -46,12 +57,8 @@ def command(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the stochastic methods.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="Samplers' network in bfloat16 (faster on a GPU).")
-    ] = False,
-    compile_net: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the samplers' network.")
-    ] = False,
+    bf16: BF16 = False,
+    compile_net: COMPILE = False,
     shard: Annotated[
         str | None,
         typer.Option(

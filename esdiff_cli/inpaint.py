@@ -14,6 +14,8 @@ import typer
 from esdiff.errors import EsdiffError
 from esdiff.methods import BASELINES, METHODS, SAMPLERS
 from esdiff_cli.common import (
+    BF16,
+    COMPILE,
     MASK_SPECS,
     MAX_PIXELS,
     MAX_SEED,
@@ -227,12 +229,8 @@ def command(
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="Run the network in bfloat16 (faster on a GPU, a little rounding).")
-    ] = False,
-    compile_net: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the network (pays off on big jobs and GPUs).")
-    ] = False,
+    bf16: BF16 = False,
+    compile_net: COMPILE = False,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse larger images (width x height, read from the header).")
