@@ -123,7 +123,7 @@ def predictor(state: State, ctx: Context) -> State:
         psi = psi + ctx.step_var * ctx.score(psi, ctx.sigma)
     if ctx.cfg.predictor_noise:
         psi = psi + ctx.step_var**0.5 * ctx.noise(psi)
-    return _known_restored(state.decoded(psi, ctx), noise, ctx)
+    return _known_restored(state.decoded(psi, ctx), noise)
 
 
 def _known_noised(state: State, ctx: Context) -> tuple[State, Tensor | None]:
@@ -135,7 +135,7 @@ def _known_noised(state: State, ctx: Context) -> tuple[State, Tensor | None]:
     return replace(state, x=state.x + noise), noise
 
 
-def _known_restored(state: State, noise: Tensor | None, ctx: Context) -> State:
+def _known_restored(state: State, noise: Tensor | None) -> State:
     """The network step's result with the noise that ``_known_noised`` put on the known pixels taken off."""
     return state if noise is None else replace(state, x=state.x - noise)
 
@@ -162,7 +162,7 @@ def corrector(state: State, ctx: Context) -> State:
         z = ctx.noise(psi)
         eps = corrector_step_size(z, g, ctx.sigma, ctx.cfg.snr, ctx.cfg.corrector_cap)
         psi = psi + eps * g + (2 * eps).sqrt() * z
-    return _known_restored(state.decoded(psi, ctx), noise, ctx)
+    return _known_restored(state.decoded(psi, ctx), noise)
 
 
 def low_rank(state: State, ctx: Context) -> State:
