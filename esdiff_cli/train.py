@@ -17,7 +17,6 @@ from esdiff_cli.common import (
     MAX_SEED,
     Device,
     cli_errors,
-    fail,
     info,
     make_progress,
     progress_callback,
@@ -203,10 +202,9 @@ def command(
             progress.stop()
         if rank != 0:
             return
-        if result.interrupted:
-            raise fail(
-                f"interrupted at step {result.step}: saved {result.checkpoint} (continue with --resume)", 130
-            )
+        if result.interrupted:  # a clean stop (Ctrl-C, SIGTERM), not an error; the exit status says so
+            info(f"stopped at step {result.step}: saved {result.checkpoint} (continue with --resume)")
+            raise typer.Exit(130)
         loss = f", last loss {result.loss:.4g}" if result.loss is not None else ""
         info(f"step {result.step}/{train_cfg.steps}{loss}: {result.checkpoint}")
 
