@@ -204,7 +204,10 @@ def atomic_write(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> 
     tmp: Path | None = None
     try:
         tmp = _new_temp_file(path)
+        mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask
         fill(tmp)
+        if os.stat(tmp).st_mode & 0o777 != mode:  # a writer that replaced the file (safetensors: 0o600)
+            os.chmod(tmp, mode)
         _fsync(tmp, os.O_RDWR)
         os.replace(tmp, path)
     except OSError as exc:

@@ -114,7 +114,12 @@ def test_full_disk_names_the_file_and_keeps_the_old_one(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-def test_written_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_written_files_follow_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path
+) -> None:
+    """Images and checkpoints alike (safetensors writes its file 0o600, which the writer puts right)."""
+    from esdiff.checkpoints import export_model
+
     def no_umask(mask: int) -> int:
         raise AssertionError("a writer must not change the process-wide umask")
 
@@ -124,9 +129,11 @@ def test_written_files_follow_the_umask(tmp_path: Path, monkeypatch: pytest.Monk
             with monkeypatch.context() as patch:
                 patch.setattr(os, "umask", no_umask)
                 write_image(tmp_path / f"{umask:o}.png", np.zeros((4, 4, 3)))
+                export_model(tiny_model, tmp_path / f"{umask:o}.safetensors")
         finally:
             os.umask(old)
-        assert stat.S_IMODE((tmp_path / f"{umask:o}.png").stat().st_mode) == mode
+        for suffix in (".png", ".safetensors"):
+            assert stat.S_IMODE((tmp_path / f"{umask:o}{suffix}").stat().st_mode) == mode, suffix
 
 
 def png_header(width: int, height: int, bit_depth: int = 16, colour_type: int = 2) -> bytes:
