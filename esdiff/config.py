@@ -166,7 +166,7 @@ class LowRankConfig:
     dtype: Literal["float64", "float32"] = "float64"
     cap_rank: bool = False
     """Stop the adaptive rank at the largest rank the known entries of a patch can determine
-    (``lowrank.dof_rank``); False lets it climb to ``max_rank`` (SPEC 3.2)."""
+    (``lmafit.dof_rank``); False lets it climb to ``max_rank`` (SPEC 3.2)."""
     init: LowRankInit = "zero"
     """The start from LMaFit's ``U V^T`` (SPEC 3.3, correction): ``zero`` is ``x = DC(H^+(U V^T))`` with the
     multiplier ``L0 = 0`` (ALOHA's); ``residual`` the same ``x`` with ``L0 = H(y D) - U V^T``; ``lab`` the

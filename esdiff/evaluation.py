@@ -114,7 +114,7 @@ def run_job(
         record = json.loads(record_path.read_text())
         if record.get("fingerprint") == key:
             return record
-    from esdiff.lowrank import fit_summary, logged_fits  # torch: only when a job runs
+    from esdiff.lmafit import fit_summary, logged_fits  # torch: only when a job runs
 
     known = job_mask(out, job.image, job.mask)
     start = time.perf_counter()

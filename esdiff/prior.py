@@ -101,13 +101,13 @@ class Runtime:
 def scorer(prior: Prior, runtime: Runtime = Runtime()) -> Callable[[Tensor, float], Tensor]:
     """The sampler's ``score(psi, sigma)`` of ``prior`` under ``runtime``, without autograd, in the
     input's dtype. The default runtime is ``prior.score`` itself."""
+    if runtime == Runtime():
+        return torch.inference_mode()(prior.score)
     net = _compiled(prior) if runtime.compile else prior.score
     autocast = torch.autocast(prior.device.type, dtype=torch.bfloat16, enabled=runtime.bf16)
 
     @torch.inference_mode()
     def score(psi: Tensor, sigma: float) -> Tensor:
-        if not (runtime.compile or runtime.bf16):
-            return prior.score(psi, sigma)
         levels = torch.full((psi.shape[0],), sigma, dtype=torch.float32, device=psi.device)
         with autocast:
             return net(psi, levels).to(psi.dtype)

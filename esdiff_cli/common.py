@@ -28,6 +28,8 @@ from esdiff.errors import EsdiffError
 if TYPE_CHECKING:
     import torch
 
+    from esdiff.prior import Runtime
+
 MAX_SEED = 2**32 - 1
 """Seeds are 0 .. 2^32 - 1 (the sampler derives per-patch seeds from them, which must stay in 64 bits)."""
 
@@ -58,6 +60,13 @@ COMPILE = Annotated[
     typer.Option("--compile", help="torch.compile the samplers' network (pays off on big jobs and GPUs)."),
 ]
 """The network runtime options of `inpaint` and `evaluate` (``esdiff.prior.Runtime``)."""
+
+
+def runtime_of(bf16: bool, compile_net: bool) -> Runtime | None:
+    """The ``Runtime`` that ``--bf16`` / ``--compile`` ask for; None when neither is given."""
+    from esdiff.prior import Runtime
+
+    return Runtime(bf16=bf16, compile=compile_net) if bf16 or compile_net else None
 
 
 def print_error(message: str) -> None:

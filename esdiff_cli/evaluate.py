@@ -19,6 +19,7 @@ from esdiff_cli.common import (
     info,
     make_progress,
     resolve_device,
+    runtime_of,
 )
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
@@ -88,9 +89,7 @@ def command(
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit, full_size)
         folder = out or Path("runs") / f"evaluate_{benchmark.replace('folder:', '').replace('/', '_')}"
-        from esdiff.prior import Runtime
-
-        runtime = Runtime(bf16=bf16, compile=compile_net) if bf16 or compile_net else None
+        runtime = runtime_of(bf16, compile_net)
         settings: dict[str, dict[str, Any]] = {
             "esdiff": {"model": model, "steps": steps, "runtime": runtime},
             "ncsnpp": {"model": ncsnpp_model, "steps": steps, "runtime": runtime},

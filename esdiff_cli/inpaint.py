@@ -28,6 +28,7 @@ from esdiff_cli.common import (
     make_progress,
     print_error,
     progress_callback,
+    runtime_of,
 )
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
@@ -313,9 +314,7 @@ def command(
         if method in SAMPLERS:
             settings.update(model=model, config=sampler_config(SAMPLERS[method].config, sampler, low_rank))
             if bf16 or compile_net:
-                from esdiff.prior import Runtime
-
-                settings["runtime"] = Runtime(bf16=bf16, compile=compile_net)
+                settings["runtime"] = runtime_of(bf16, compile_net)
         else:
             if method == "aloha" and patch_batch is not None:
                 settings["patch_batch"] = sampler.pop("patch_batch")

@@ -51,7 +51,7 @@ def test_esdiff_on_the_gpu_is_seeded_and_as_good_as_on_the_cpu() -> None:
 
 
 def test_lmafit_sparse_looks_on_the_gpu() -> None:
-    from esdiff.lowrank import lmafit
+    from esdiff.lmafit import lmafit
 
     g = torch.Generator().manual_seed(0)
     A = torch.stack([torch.randn(120, r, generator=g) @ torch.randn(r, 40, generator=g) for r in (2, 5)])

@@ -10,7 +10,8 @@ import torch
 
 from esdiff.config import LowRankConfig
 from esdiff.hankel import hankel
-from esdiff.lowrank import admm_step, init_low_rank, lmafit
+from esdiff.lmafit import lmafit
+from esdiff.lowrank import admm_step, init_low_rank
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -175,7 +176,7 @@ def test_undetermined_patch_stops_early(which: str, name: str) -> None:
     no known pixel)."""
     from esdiff.config import DEFAULT_SAMPLER, FAST_LMAFIT
     from esdiff.hankel import hankel as H
-    from esdiff.lowrank import lmafit_for
+    from esdiff.lmafit import lmafit_for
 
     cfg = DEFAULT_SAMPLER.low_rank if which == "sampler" else FAST_LMAFIT
     known = _undetermined_masks()[name]
@@ -253,7 +254,7 @@ def test_start_and_multiplier(init: str) -> None:
 
 
 def test_logged_fits_collect_every_run_inside_the_block() -> None:
-    from esdiff.lowrank import fit_summary, lmafit_for, logged_fits
+    from esdiff.lmafit import fit_summary, lmafit_for, logged_fits
 
     gen = torch.Generator().manual_seed(0)
     m = torch.randn(2, 30, 2, generator=gen) @ torch.randn(2, 2, 20, generator=gen)

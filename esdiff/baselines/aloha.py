@@ -24,7 +24,8 @@ import torch
 
 from esdiff.config import FAST_LMAFIT, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LMaFitResult, admm_step, image_hole_fill, init_low_rank
+from esdiff.lmafit import LMaFitResult
+from esdiff.lowrank import admm_step, image_hole_fill, init_low_rank
 from esdiff.operators import Inpainting
 from esdiff.patches import PatchBatch, fill_patches, make_grid
 
