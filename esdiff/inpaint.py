@@ -33,6 +33,7 @@ def inpaint_image(
     step_list: str | None = None,
     every_patch: bool = False,
     runtime: Runtime | None = None,
+    observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
 ) -> np.ndarray:
     """Algorithm 1 over the patches of ``observed`` (float HxWx3, zeros where ``known`` is False) that
     hold a missing pixel; with ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
@@ -43,7 +44,8 @@ def inpaint_image(
     (``done`` moves by a fraction of the batch per sampler step; with ``sampling="image"``, ``unit="steps"``
     counts steps). ``every_patch`` samples every patch of each grid, as before patches without a missing
     pixel were skipped (for tests and comparisons). ``runtime``: bf16 autocast and ``torch.compile`` of
-    the network (``esdiff.prior.Runtime``; default neither)."""
+    the network (``esdiff.prior.Runtime``; default neither). ``observe(batch, step, x)`` sees every
+    batch's iterate after each level (patch sampling on one grid only; ``esdiff.oracle``)."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
@@ -59,6 +61,8 @@ def inpaint_image(
         raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
+    if observe is not None and (cfg.sampling != "patches" or cfg.shifts != 1):
+        raise EsdiffError('iterates can be watched with sampling "patches" on one grid (shifts 1) only')
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
     score = scorer(prior, runtime or Runtime())
@@ -79,7 +83,7 @@ def inpaint_image(
             if progress is not None:
                 progress(before + done, sum(counts), unit=unit)
 
-        sampler = sample_whole_image if whole else partial(sample_image, wanted=wanted[k])
+        sampler = sample_whole_image if whole else partial(sample_image, wanted=wanted[k], observe=observe)
         run = sampler(
             np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
             np.pad(known, ((dy, 0), (dx, 0))),
@@ -113,10 +117,11 @@ def sample_image(
     device: str,
     progress: Callable[[float, int], None],
     wanted: np.ndarray | None = None,
+    observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
 ) -> np.ndarray:
     """Algorithm 1 on the patches of one grid over ``observed`` whose stitched part holds a ``wanted``
     pixel (None: every patch), batched, stitched (float64 HxWx3; pixels no sampled patch covers keep
-    ``observed``). ``progress(done, total)`` counts patches.
+    ``observed``). ``progress(done, total)`` counts patches; ``observe`` as in ``inpaint_image``.
 
     Every network call sees ``cfg.patch_batch`` patches (a short batch is padded with zeros), because CPU
     convolutions pick their algorithm by batch size: so a patch's result does not depend on how many
@@ -142,6 +147,7 @@ def sample_image(
             step_list,
             callback,
             None if holes is None else grid.cut(holes, batch.indices).to(device),
+            None if observe is None else partial(observe, batch),
         )
 
     out = fill_patches(

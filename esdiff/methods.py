@@ -112,23 +112,42 @@ def run_method(
         warnings.warn("mask has no missing pixel: returning the input unchanged", stacklevel=2)
         return image.copy()
     observed = np.where(known[..., None], image, 0.0)
-    settings = dict(options.settings)
     if name in SAMPLERS:
         from esdiff.inpaint import inpaint_image
 
-        sampler = SAMPLERS[name]
-        if settings.get("model") is None:
-            settings["model"] = default_model(name)
-        settings.setdefault("config", sampler.config)
-        if sampler.step_list is not None:
-            settings.setdefault("step_list", sampler.step_list)
         result = inpaint_image(
-            observed, known, seed=options.seed, device=options.device, progress=progress, **settings
+            observed,
+            known,
+            seed=options.seed,
+            device=options.device,
+            progress=progress,
+            **sampler_settings(name, options.settings),
         )
     else:
+        settings = dict(options.settings)
         if BASELINES[name].on_device:
             settings.setdefault("device", options.device)
         result = baseline(name)(observed, known, seed=options.seed, progress=progress, **settings)
+    return finished(name, result, image, known)
+
+
+def sampler_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A sampler method's ``inpaint_image`` settings: the given ones over its model, config and step list."""
+    sampler = SAMPLERS[name]
+    settings = dict(settings)
+    if settings.get("model") is None:
+        settings["model"] = default_model(name)
+    settings.setdefault("config", sampler.config)
+    if sampler.step_list is not None:
+        settings.setdefault("step_list", sampler.step_list)
+    return settings
+
+
+def finished(name: str, result: np.ndarray, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A method's result in ``image``'s dtype, clipped, known pixels exactly ``image``'s; a non-finite
+    missing pixel is an EsdiffError."""
+    import numpy as np
+
     bad = int((~np.isfinite(result[~known])).sum())
     if bad:
         raise EsdiffError(f"{name} produced {bad} non-finite (NaN/Inf) values: no result is written")

@@ -276,11 +276,13 @@ def sample_patches(
     step_list: StepList = STEP_LISTS["esdiff"],
     callback: Callable[[int, int], None] | None = None,
     fill: Tensor | None = None,
+    observe: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
     ``known [B, 1, 64, 64]`` marks observed pixels; returns the final iterate (no oracle selection).
     ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``).
+    ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
     """
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
     op = Inpainting(known)
@@ -290,6 +292,8 @@ def sample_patches(
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
         for step in step_list:
             state = step(state, ctx)
+        if observe is not None:
+            observe(i + 1, state.x)
         if callback is not None:
             callback(i + 1, cfg.steps)
     return state.x

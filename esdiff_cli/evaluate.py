@@ -69,6 +69,15 @@ def command(
             show_default=False,
         ),
     ] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle",
+            help="Also report, for esdiff and ncsnpp, the best iterate per image and per patch by PSNR "
+            "against the ground truth (columns *-oracle-image, *-oracle-patch; the lab's selection, "
+            "which no user can make), from the same run as the honest final iterate.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every (image, mask, method) job of a benchmark; re-running skips finished jobs."""
@@ -97,12 +106,15 @@ def command(
         dip = {"iterations": dip_iterations, "channels": dip_channels}
         settings["dip"] = {k: v for k, v in dip.items() if v is not None}
         set_threads(threads)
-        options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
+        options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings, oracle=oracle)
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         jobs = [Job(im, spec, m) for im in images for spec in specs for m in method_list]
         mine = jobs[rank::world]
         if part is not None:
             mine = mine[part[0] :: part[1]]
+        if oracle:  # a sampler's oracle columns come out of its own job's run, so they follow it
+            jobs, mine = with_oracles(jobs), with_oracles(mine)
+        columns = list(dict.fromkeys(job.column for job in jobs))
         folder.mkdir(parents=True, exist_ok=True)
         info(f"{len(images)} images x {len(specs)} masks x {len(method_list)} methods -> {folder}")
         records = run_jobs(mine, folder, options, quiet)
@@ -118,13 +130,29 @@ def command(
                 return
             records = [run_job(job, folder, options, None) for job in jobs]  # all finished: reads them back
         floor = [zero_fill_record(im, spec, folder) for im in images for spec in specs]
-        table = summarize(records + floor, specs, [*method_list, "observation"])
-        write_reports(folder, records, table, [*method_list, "observation"])
+        table = summarize(records + floor, specs, [*columns, "observation"])
+        write_reports(folder, records, table, [*columns, "observation"])
         for im in images:
             for spec in specs:
                 comparison_figure(folder, im, spec, method_list)
-        show_table(table, [*method_list, "observation"], benchmark)
+        show_table(table, [*columns, "observation"], benchmark)
+        if oracle:
+            info("*-oracle-* columns pick iterates by PSNR against the ground truth: an oracle, not a result")
         info(f"wrote {folder}/table.md, per_image.csv, per_image.json, figures/")
+
+
+def with_oracles(jobs: list[Any]) -> list[Any]:
+    """Each job followed by its oracle columns' jobs when its method is a sampler."""
+    from dataclasses import replace
+
+    from esdiff.evaluation import ORACLE_KINDS
+    from esdiff.methods import SAMPLERS
+
+    return [
+        j
+        for job in jobs
+        for j in (job, *(replace(job, oracle=k) for k in ORACLE_KINDS if job.method in SAMPLERS))
+    ]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -173,3 +173,71 @@ def test_records_carry_lmafit_iterations_and_ranks(tmp_path: Path, folder: Path)
     assert "lmafit" not in records["biharmonic"]
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["random:0.5"]["aloha"]["lmafit"]["iterations_max"] == fit["iterations_max"]
+
+
+def test_oracle_picks_each_patch_and_the_image_by_their_own_best_step() -> None:
+    """The tracker keeps, per patch, the step whose iterate is nearest the truth (until ``patience``
+    steps pass without improvement) and, per image, the step whose stitch is best."""
+    import torch
+
+    from esdiff.oracle import Tracker
+    from esdiff.patches import PatchBatch, make_grid
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((70, 70, 3))
+    grid = make_grid(70, 70)
+    indices = tuple(range(grid.count))
+    assert len(indices) == 4
+    cut = grid.cut(torch.from_numpy(truth).float().permute(2, 0, 1), indices)
+    batch = PatchBatch(indices, cut * 0, torch.zeros(4, 1, 64, 64, dtype=torch.bool), 0, 4)
+    # patch k is nearest the truth at step best[k]; the image as a whole at step 2 (three of four)
+    best = [2, 2, 2, 5]
+    errors = np.array([[abs(s - b) + 1 for s in range(1, 7)] for b in best], float) * 0.02
+
+    def run(patience: int | None) -> Tracker:
+        tracker = Tracker(truth, truth * 0, grid, 6, patience)
+        for step in range(1, 7):
+            offset = torch.tensor(errors[:, step - 1], dtype=torch.float32).view(4, 1, 1, 1)
+            tracker(batch, step, cut + offset)
+        return tracker
+
+    run_all = run(None).result(truth)
+    assert run_all.patch_steps == best
+    assert run_all.best_step == 2
+    for corner in (slice(0, 5), slice(65, 70)):  # each corner is one patch's, at its own best step
+        want = np.clip(truth[corner, corner] + 0.02, 0, 1)
+        assert np.allclose(run_all.best_patch[corner, corner], want, atol=1e-6)
+    assert run(1).result(truth).patch_steps == best  # the last patch improves every step up to 5
+    errors[3] = [0.10, 0.12, 0.14, 0.01, 0.01, 0.01]
+    assert run(None).result(truth).patch_steps == [2, 2, 2, 4]
+    assert run(2).result(truth).patch_steps == [2, 2, 2, 1]  # two steps without improvement: stopped
+
+
+def test_evaluate_oracle_columns_come_from_the_honest_run(
+    tmp_path: Path, folder: Path, tiny_model: Path
+) -> None:
+    """``--oracle`` adds the best iterate per image and per patch beside the final iterate, labelled as
+    using the ground truth, no worse than the final one; the honest column is what a run without it gives
+    (same fingerprint, so that run reads it back)."""
+    args = ["evaluate", "--benchmark", f"folder:{folder}", "--masks", "random:0.5", "--full-size", "-q"]
+    args += ["--methods", "esdiff,biharmonic", "--model", str(tiny_model), "--steps", "3"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--oracle"])
+    assert result.exit_code == 0, result.output
+    assert "esdiff-oracle-image" in result.output and "against the ground truth" in result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["random:0.5"]
+    assert summary["esdiff-oracle-image"]["psnr"] >= summary["esdiff"]["psnr"] - 1e-3
+    assert summary["esdiff-oracle-patch"]["count"] == 2
+    assert "biharmonic-oracle-image" not in summary
+    record = json.loads(
+        (tmp_path / "o" / "results" / "esdiff-oracle-patch" / "a__random-0.5.json").read_text()
+    )
+    assert "ground truth" in record["oracle"] and 1 <= record["patch_step_min"] <= 3
+    assert "against the ground truth" in (tmp_path / "o" / "table.md").read_text()
+    honest = tmp_path / "o" / "results" / "esdiff" / "a__random-0.5.json"
+    stamp = honest.stat().st_mtime_ns
+    plain = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert plain.exit_code == 0 and honest.stat().st_mtime_ns == stamp
+    alone = runner.invoke(app, [*args, "--out", str(tmp_path / "p")])
+    assert alone.exit_code == 0
+    again = tmp_path / "p" / "results" / "esdiff" / "a__random-0.5.png"
+    assert again.read_bytes() == honest.with_suffix(".png").read_bytes()
