@@ -52,7 +52,7 @@ def inpaint_image(
     if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
         raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
     prior, keep, sde = load(str(model) if model else None, device)
-    chosen = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")]
+    chosen = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")].for_config(cfg)
     if not 0.0 <= cfg.fresh_noise <= 1.0:
         raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
     if not 0.0 <= cfg.low_rank_weight <= 1.0:

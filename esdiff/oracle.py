@@ -57,11 +57,12 @@ class Tracker:
         self.order: list[int] = []
 
     def __call__(self, batch: PatchBatch, step: int, x: Tensor) -> None:
-        x = x.detach().float().cpu().clamp(0.0, 1.0)
-        x = torch.where(batch.known.cpu(), batch.y.cpu().float(), x)
+        # stitched as the sampler's output is, then clipped: the last step's image is the final one
+        x = torch.where(batch.known.cpu(), batch.y.cpu().float(), x.detach().float().cpu())
         truth = self.grid.cut(self.truth, batch.indices)
         inside = self.grid.cut(torch.ones(1, *self.truth.shape[-2:]), batch.indices)
-        errors = ((x - truth) ** 2 * inside).flatten(1).sum(1) / (3 * inside.flatten(1).sum(1))
+        squared = (x.clamp(0.0, 1.0) - truth) ** 2 * inside
+        errors = squared.flatten(1).sum(1) / (3 * inside.flatten(1).sum(1))
         for patch, k, error in zip(x, batch.indices, errors.tolist(), strict=True):
             rows, cols, prow, pcol = self.grid.inner_box(k)
             self.sums[step - 1, :, rows, cols] += patch[:, prow, pcol]

@@ -215,6 +215,14 @@ class StepList:
     def __iter__(self) -> Iterator[Step]:
         return iter(self.functions)
 
+    def for_config(self, cfg: SamplerConfig) -> StepList:
+        """The list as ``cfg`` runs it: with ``corrector_samples = 0`` without the corrector, which would
+        only re-encode the state (the low-rank and DC steps after it stay: a second ADMM iteration per
+        level, measured to matter on thin text)."""
+        if cfg.corrector_samples:
+            return self
+        return replace(self, functions=tuple(f for f in self.functions if f is not corrector))
+
 
 STEP_LISTS: dict[str, StepList] = {
     "esdiff": StepList(
@@ -284,6 +292,7 @@ def sample_patches(
     ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``).
     ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
     """
+    step_list = step_list.for_config(cfg)
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))

@@ -13,8 +13,10 @@ from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
 def variants(base: Any) -> dict[str, dict[str, Any]]:
-    """Named sampler variants: settings handed to the esdiff method."""
-    from esdiff.config import LowRankConfig
+    """Named sampler variants: settings handed to the esdiff method. ``paper`` is SPEC's faithful sampler
+    (1000 steps from t = 1, the LMaFit start, float64 low-rank steps); the others change one thing of
+    ``base``."""
+    from esdiff.config import LowRankConfig, SamplerConfig
 
     def cfg(**changes: Any) -> Any:
         return dataclasses.replace(base, **changes)
@@ -24,28 +26,32 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
 
     return {
         "esdiff": {"config": base},
+        "paper": {"config": SamplerConfig()},
         "no-lowrank": {"config": base, "step_list": "no-lowrank"},
         "x0": {"config": base, "step_list": "x0"},
         "x0-fresh-0.5": {"config": cfg(fresh_noise=0.5), "step_list": "x0"},
         "x0-no-lowrank": {"config": cfg(fresh_noise=0.5), "step_list": "x0-no-lowrank"},
         "x0-lr-0.25": {"config": cfg(fresh_noise=0.5, low_rank_weight=0.25), "step_list": "x0"},
         "lr-0.5": {"config": cfg(low_rank_weight=0.5)},
-        "known-noise": {"config": cfg(known_noise=True)},
+        "previous": {"config": cfg(known_noise=False, corrector_samples=1)},
+        "no-known-noise": {"config": cfg(known_noise=False)},
         "fusion-mean": {"config": cfg(fusion="mean")},
         "fusion-softmax0": {"config": cfg(fusion="softmax0")},
         "start-noise": {"config": cfg(start="noise", t_start=1.0)},
         "start-lmafit": {"config": cfg(start="lmafit")},
         "predictor-noise": {"config": cfg(predictor_noise=True)},
+        "corrector-1": {"config": cfg(corrector_samples=1)},
         "corrector-3": {"config": cfg(corrector_samples=3)},
-        "predictor-ddim": {"config": cfg(predictor="ddim")},
-        "corrector-cap-0.1": {"config": cfg(corrector_cap=0.1)},
+        "predictor-reverse": {"config": cfg(predictor="reverse-diffusion")},
+        "corrector-cap-0.1": {"config": cfg(corrector_samples=1, corrector_cap=0.1)},
+        "steps-50": {"config": cfg(steps=50)},
         "mu-10": {"config": low_rank(mu=10.0)},
         "rank-32": {
             "config": cfg(low_rank=LowRankConfig(**{**dataclasses.asdict(base.low_rank), "rank": 32}))
         },
         "tile": {"config": cfg(tiling="tile")},
         "whole-image": {"config": cfg(sampling="image")},
-        "state-mpt": {"config": cfg(state="mpt")},
+        "state-mpt": {"config": cfg(state="mpt", known_noise=False)},
         "shifts-2": {"config": cfg(shifts=2)},
         "init-residual": {"config": low_rank(init="residual")},
         "init-lab": {"config": low_rank(init="lab")},
@@ -68,6 +74,14 @@ def command(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampler seed.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle",
+            help="Also report each variant's best iterate per image and per patch by PSNR against the "
+            "ground truth (an oracle, as in esdiff evaluate).",
+        ),
+    ] = False,
     list_variants: Annotated[bool, typer.Option("--list", help="List the variants and exit.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -87,17 +101,20 @@ def command(
             )
         from esdiff.benchmarks import load_benchmark, parse_masks
         from esdiff.evaluation import EvalOptions, Job, summarize, write_reports
-        from esdiff_cli.evaluate import run_jobs, show_table
+        from esdiff_cli.evaluate import run_jobs, show_table, with_oracles
 
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit)
         settings = {v: {**table_of[v], "model": model, "steps": steps} for v in chosen}
         set_threads(threads)
-        options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings)
+        options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings, oracle=oracle)
         jobs = [Job(im, spec, "esdiff", label=v) for im in images for spec in specs for v in chosen]
+        if oracle:
+            jobs = with_oracles(jobs)
+        columns = list(dict.fromkeys(job.column for job in jobs))
         out.mkdir(parents=True, exist_ok=True)
         records = run_jobs(jobs, out, options, quiet)
-        table = summarize(records, specs, chosen)
-        write_reports(out, records, table, chosen)
-        show_table(table, chosen, f"ablation on {benchmark}")
+        table = summarize(records, specs, columns)
+        write_reports(out, records, table, columns)
+        show_table(table, columns, f"ablation on {benchmark}")
         info(f"wrote {out}/table.md, per_image.csv, per_image.json")

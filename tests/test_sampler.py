@@ -132,6 +132,7 @@ GAUSSIAN = SamplerConfig(
         ),  # a clean start at sigma_max blows the corrector up
         ("no-lowrank", {"predictor_noise": True}),
         ("no-lowrank", {"corrector_samples": 2}),
+        ("no-lowrank", {"corrector_samples": 0, "predictor_noise": True}),
         ("no-lowrank", {"dc_lambda": 0.1}),
         ("x0-no-lowrank", {}),
         ("x0-no-lowrank", {"fresh_noise": 0.5}),
@@ -516,3 +517,21 @@ def test_known_noise_shows_the_network_a_noisy_image_and_takes_the_noise_off(ste
     torch.testing.assert_close(out, x, rtol=0, atol=1e-6)
     plain = getattr(sampler, step)(State(x, None), replace(ctx, cfg=replace(cfg, known_noise=False)))
     assert torch.equal(seen[-1], x) and torch.equal(plain.x, x)  # off: the network sees the state itself
+
+
+def test_no_corrector_leaves_the_list_without_it() -> None:
+    """``corrector_samples = 0``: the corrector leaves the list, the projections after it stay; lists
+    without a corrector stay as they are."""
+    from esdiff.sampler import corrector, data_consistency, low_rank, predictor
+
+    none = replace(DEFAULT_SAMPLER, corrector_samples=0)
+    twice = (predictor, low_rank, data_consistency, low_rank, data_consistency)
+    assert STEP_LISTS["esdiff"].for_config(none).functions == twice
+    assert STEP_LISTS["no-lowrank"].for_config(none).functions == (
+        predictor,
+        data_consistency,
+        data_consistency,
+    )
+    assert corrector in STEP_LISTS["esdiff"].for_config(replace(none, corrector_samples=1)).functions
+    assert corrector in STEP_LISTS["esdiff"].for_config(replace(none, corrector_samples=2)).functions
+    assert STEP_LISTS["x0"].for_config(none) == STEP_LISTS["x0"]
