@@ -133,9 +133,9 @@ def run_job(
     oracle = options.oracle and job.method in SAMPLERS
     jobs = [job] if not oracle else [replace(job, oracle=kind) for kind in ("", *ORACLE_KINDS)]
     keys = {j.column: fingerprint(j.method, _oracle_settings(settings, j.oracle), options.seed) for j in jobs}
-    done = [_stored(out, j, keys[j.column]) for j in jobs]
-    if all(done):
-        return done[[j.column for j in jobs].index(job.column)]  # type: ignore[return-value]
+    stored = {j.column: _stored(out, j, keys[j.column]) for j in jobs}
+    if all(stored.values()):
+        return stored[job.column]  # type: ignore[return-value]
     from esdiff.lmafit import fit_summary, logged_fits  # torch: only when a job runs
 
     known = job_mask(out, job.image, job.mask)
@@ -145,12 +145,13 @@ def run_job(
         if oracle:
             results = run_with_oracle(job.method, job.image.pixels, known, method_options, progress)
         else:
-            results = {"": run_method(job.method, job.image.pixels, known, method_options, progress)}
+            result = run_method(job.method, job.image.pixels, known, method_options, progress)
+            results = {"": (result, {})}
     seconds = time.perf_counter() - start
     records = {}
     for j in jobs:
         record_path = out / "results" / j.column / f"{j.key}.json"
-        result, extra = results[j.oracle] if j.oracle else (results[""], {})
+        result, extra = results[j.oracle]
         record_path.parent.mkdir(parents=True, exist_ok=True)
         write_image(record_path.with_suffix(".png"), result)
         metrics = evaluate(result, j.image.pixels, known)
@@ -202,14 +203,14 @@ def run_with_oracle(
     options: MethodOptions,
     progress: Callable[..., None] | None,
 ) -> dict[str, Any]:
-    """A sampler method's final iterate (as ``run_method`` gives it) under ``""`` and, under each of
-    ``ORACLE_KINDS``, its best iterate against ``image`` with what was chosen."""
+    """``(image, what was chosen)`` by kind: the sampler's final iterate (as ``run_method`` gives it)
+    under ``""``, its best iterate against ``image`` under each of ``ORACLE_KINDS``."""
     from esdiff.oracle import oracle_inpaint
 
     check_mask(known, image.shape[:2])
     if known.all():
         same = run_method(name, image, known, options, progress)
-        return {"": same, **{kind: (same, {}) for kind in ORACLE_KINDS}}
+        return {kind: (same, {}) for kind in ("", *ORACLE_KINDS)}
     settings = sampler_settings(name, options.settings)
     run = oracle_inpaint(
         image, known, seed=options.seed, device=options.device, progress=progress, **settings
@@ -217,7 +218,7 @@ def run_with_oracle(
     steps = np.asarray(run.patch_steps)
     patch_extra = {"patch_step_mean": float(steps.mean()), "patch_step_min": int(steps.min())}
     return {
-        "": finished(name, run.final, image, known),
+        "": (finished(name, run.final, image, known), {}),
         "image": (finished(name, run.best_image, image, known), {"best_step": run.best_step}),
         "patch": (finished(name, run.best_patch, image, known), patch_extra),
     }

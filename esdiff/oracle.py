@@ -55,12 +55,12 @@ class Tracker:
         self.cover = torch.zeros(self.truth.shape[-2:], dtype=torch.int32)
         self.best: dict[int, tuple[float, int, Tensor]] = {}
         self.order: list[int] = []
+        self.cuts: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
 
     def __call__(self, batch: PatchBatch, step: int, x: Tensor) -> None:
         # stitched as the sampler's output is, then clipped: the last step's image is the final one
         x = torch.where(batch.known.cpu(), batch.y.cpu().float(), x.detach().float().cpu())
-        truth = self.grid.cut(self.truth, batch.indices)
-        inside = self.grid.cut(torch.ones(1, *self.truth.shape[-2:]), batch.indices)
+        truth, inside = self._cut(batch.indices)
         squared = (x.clamp(0.0, 1.0) - truth) ** 2 * inside
         errors = squared.flatten(1).sum(1) / (3 * inside.flatten(1).sum(1))
         for patch, k, error in zip(x, batch.indices, errors.tolist(), strict=True):
@@ -73,6 +73,13 @@ class Tracker:
             stopped = best is not None and self.patience is not None and step - best[1] > self.patience
             if not stopped and (best is None or error < best[0]):
                 self.best[k] = (error, step, patch.clone())
+
+    def _cut(self, indices: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """The true patches of a batch and where they lie in the image, cut once per batch, not per step."""
+        if indices not in self.cuts:
+            ones = torch.ones(1, *self.truth.shape[-2:])
+            self.cuts[indices] = (self.grid.cut(self.truth, indices), self.grid.cut(ones, indices))
+        return self.cuts[indices]
 
     def result(self, final: np.ndarray) -> OracleRun:
         """The best stitched step and the stitch of each patch's best iterate, beside ``final``."""
