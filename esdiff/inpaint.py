@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -14,7 +14,7 @@ from torch import Tensor
 from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
-from esdiff.patches import GRID_SHIFTS, PatchBatch, fill_patches, make_grid, patches_to_fill
+from esdiff.patches import GRID_SHIFTS, PatchBatch, PatchGrid, fill_images, make_grid, patches_to_fill
 from esdiff.prior import Runtime, load, scorer
 from esdiff.sampler import STEP_LISTS, Encoding, StepList, hole_fill, patch_generators, sample_patches
 from esdiff.sde import VESDE
@@ -46,6 +46,42 @@ def inpaint_image(
     pixel were skipped (for tests and comparisons). ``runtime``: bf16 autocast and ``torch.compile`` of
     the network (``esdiff.prior.Runtime``; default neither). ``observe(batch, step, x)`` sees every
     batch's iterate after each level (patch sampling on one grid only; ``esdiff.oracle``)."""
+    (out,) = inpaint_images(
+        [observed],
+        [known],
+        seed=seed,
+        device=device,
+        progress=progress,
+        model=model,
+        steps=steps,
+        config=config,
+        step_list=step_list,
+        every_patch=every_patch,
+        runtime=runtime,
+        observe=observe,
+    )
+    return out
+
+
+def inpaint_images(
+    observed: Sequence[np.ndarray],
+    known: Sequence[np.ndarray],
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Callable[..., None] | None = None,
+    model: str | Path | None = None,
+    steps: int | None = None,
+    config: SamplerConfig | None = None,
+    step_list: str | None = None,
+    every_patch: bool = False,
+    runtime: Runtime | None = None,
+    observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
+) -> list[np.ndarray]:
+    """``inpaint_image`` on several images (any sizes) at once, each with ``seed``: with patch sampling
+    their patches share batches of ``cfg.patch_batch`` (a GPU's batch stays full across images), and each
+    result is bit for bit what ``inpaint_image`` gives that image alone. ``progress`` counts the patches
+    (or steps) of all images; ``observe`` needs a single image."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
@@ -61,7 +97,7 @@ def inpaint_image(
         raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
-    if observe is not None and (cfg.sampling != "patches" or cfg.shifts != 1):
+    if observe is not None and (cfg.sampling != "patches" or cfg.shifts != 1 or len(observed) != 1):
         raise EsdiffError('iterates can be watched with sampling "patches" on one grid (shifts 1) only')
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
@@ -69,39 +105,76 @@ def inpaint_image(
     shifts = GRID_SHIFTS[: cfg.shifts]
     whole = cfg.sampling == "image"  # esdiff.image_sampling skips its own tiles and counts steps
     # A run keeps the missing pixels of the image, not those of the strip its shift pads it with.
-    wanted = [None if every_patch or whole else np.pad(~known, ((dy, 0), (dx, 0))) for dy, dx in shifts]
-    h, w = known.shape
+    wanted = [
+        [None if every_patch or whole else np.pad(~k, ((dy, 0), (dx, 0))) for k in known] for dy, dx in shifts
+    ]
     counts = [
-        cfg.steps if whole else len(patches_to_fill(make_grid(h + dy, w + dx, cfg.tiling), _tensor(want)))
-        for (dy, dx), want in zip(shifts, wanted, strict=True)
+        len(observed) * cfg.steps
+        if whole
+        else sum(
+            len(patches_to_fill(make_grid(k.shape[0] + dy, k.shape[1] + dx, cfg.tiling), _tensor(want)))
+            for k, want in zip(known, wants, strict=True)
+        )
+        for (dy, dx), wants in zip(shifts, wanted, strict=True)
     ]
     unit = "steps" if whole else "patches"
-    mean: np.ndarray | None = None  # the runs' sum, then their mean: one image buffer for any shifts
-    for k, (dy, dx) in enumerate(shifts):
+    means: list[np.ndarray] = []  # the runs' sums, then their means: one buffer per image for any shifts
+    for s, (dy, dx) in enumerate(shifts):
+        padded = [np.pad(image, ((dy, 0), (dx, 0), (0, 0))) for image in observed]
+        masks = [np.pad(k, ((dy, 0), (dx, 0))) for k in known]
 
-        def report(done: float, total: int, before: int = sum(counts[:k])) -> None:
+        def report(done: float, total: int, before: int = sum(counts[:s])) -> None:
             if progress is not None:
                 progress(before + done, sum(counts), unit=unit)
 
-        sampler = sample_whole_image if whole else partial(sample_image, wanted=wanted[k], observe=observe)
-        run = sampler(
-            np.pad(observed, ((dy, 0), (dx, 0), (0, 0))),
-            np.pad(known, ((dy, 0), (dx, 0))),
-            score=score,
-            encoding=encoding,
-            sde=sde,
-            step_list=chosen,
-            cfg=cfg,
-            seed=seed,
-            device=device,
-            progress=report,
-        )[dy:, dx:]
-        np.clip(run, 0.0, 1.0, out=run)
-        mean = run if mean is None else np.add(mean, run, out=mean)
-    assert mean is not None
-    mean /= len(shifts)  # as np.mean over the runs, bit for bit
-    np.copyto(mean, observed, where=known[..., None])
-    return mean
+        if whole:
+            runs = []
+            for i, (image, mask) in enumerate(zip(padded, masks, strict=True)):
+                runs.append(
+                    sample_whole_image(
+                        image,
+                        mask,
+                        score=score,
+                        encoding=encoding,
+                        sde=sde,
+                        step_list=chosen,
+                        cfg=cfg,
+                        seed=seed,
+                        device=device,
+                        progress=partial(offset, report, i * cfg.steps),
+                    )
+                )
+        else:
+            runs = sample_images(
+                padded,
+                masks,
+                score=score,
+                encoding=encoding,
+                sde=sde,
+                step_list=chosen,
+                cfg=cfg,
+                seed=seed,
+                device=device,
+                progress=report,
+                wanted=wanted[s],
+                observe=observe,
+            )
+        for i, run in enumerate(runs):
+            run = run[dy:, dx:]
+            np.clip(run, 0.0, 1.0, out=run)
+            if s == 0:
+                means.append(run)
+            else:
+                np.add(means[i], run, out=means[i])
+    for mean, image, mask in zip(means, observed, known, strict=True):
+        mean /= len(shifts)  # as np.mean over the runs, bit for bit
+        np.copyto(mean, image, where=mask[..., None])
+    return means
+
+
+def offset(progress: Callable[[float, int], None], before: int, done: float, total: int) -> None:
+    """``progress`` with ``before`` units already done (one image's steps among several)."""
+    progress(before + done, total)
 
 
 def sample_image(
@@ -121,21 +194,56 @@ def sample_image(
 ) -> np.ndarray:
     """Algorithm 1 on the patches of one grid over ``observed`` whose stitched part holds a ``wanted``
     pixel (None: every patch), batched, stitched (float64 HxWx3; pixels no sampled patch covers keep
-    ``observed``). ``progress(done, total)`` counts patches; ``observe`` as in ``inpaint_image``.
+    ``observed``). ``progress(done, total)`` counts patches; ``observe`` as in ``inpaint_image``."""
+    (out,) = sample_images(
+        [observed],
+        [known],
+        score=score,
+        encoding=encoding,
+        sde=sde,
+        step_list=step_list,
+        cfg=cfg,
+        seed=seed,
+        device=device,
+        progress=progress,
+        wanted=[wanted],
+        observe=observe,
+    )
+    return out
+
+
+def sample_images(
+    observed: Sequence[np.ndarray],
+    known: Sequence[np.ndarray],
+    *,
+    score: Callable[[Tensor, float], Tensor],
+    encoding: Encoding,
+    sde: VESDE,
+    step_list: StepList,
+    cfg: SamplerConfig,
+    seed: int,
+    device: str,
+    progress: Callable[[float, int], None],
+    wanted: Sequence[np.ndarray | None],
+    observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
+) -> list[np.ndarray]:
+    """``sample_image`` on several images whose patches share batches (``patches.fill_images``).
 
     Every network call sees ``cfg.patch_batch`` patches (a short batch is padded with zeros), because CPU
     convolutions pick their algorithm by batch size: so a patch's result does not depend on how many
-    others run with it, and skipping patches changes no bit of the rest."""
-    image = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1)
-    mask = torch.from_numpy(np.ascontiguousarray(known))
+    others run with it, nor from which image they come, and skipping patches changes no bit of the rest.
+    Each patch's noise comes from its own generator, seeded by its position in its image's grid."""
+    images = [torch.from_numpy(np.ascontiguousarray(o, dtype=np.float32)).permute(2, 0, 1) for o in observed]
+    masks = [torch.from_numpy(np.ascontiguousarray(k)) for k in known]
     fixed = fixed_batch(score, cfg.patch_batch)
-    holes = hole_fill(observed, known, cfg, step_list)
-    grid = make_grid(known.shape[0], known.shape[1], cfg.tiling)
+    holes = [hole_fill(o, k, cfg, step_list) for o, k in zip(observed, known, strict=True)]
+    grids = [make_grid(k.shape[0], k.shape[1], cfg.tiling) for k in known]
 
     def fill(batch: PatchBatch) -> Tensor:
         def callback(step: int, steps: int) -> None:
             progress(batch.done + len(batch.indices) * step / steps, batch.total)
 
+        rows, given = batch_fill(batch, grids, holes)
         return sample_patches(
             fixed,
             encoding,
@@ -146,19 +254,36 @@ def sample_image(
             patch_generators(seed, batch.indices, device),
             step_list,
             callback,
-            None if holes is None else grid.cut(holes, batch.indices).to(device),
+            None if rows is None else rows.to(device),
             None if observe is None else partial(observe, batch),
+            None if given is None else given.to(device),
         )
 
-    out = fill_patches(
-        image,
-        mask,
+    out = fill_images(
+        images,
+        masks,
         fill,
         batch_size=cfg.patch_batch,
         mode=cfg.tiling,
-        wanted=_tensor(wanted),
+        wanted=[_tensor(w) for w in wanted],
     )
-    return out.permute(1, 2, 0).numpy().astype(np.float64)
+    return [o.permute(1, 2, 0).numpy().astype(np.float64) for o in out]
+
+
+def batch_fill(
+    batch: PatchBatch, grids: Sequence[PatchGrid], holes: Sequence[Tensor | None]
+) -> tuple[Tensor | None, Tensor | None]:
+    """The batch's patches of its images' solid-hole fills (``sampler.hole_fill``) for the start, and
+    which rows hold one (None: all do); ``(None, None)`` when no image of the batch has such a fill, so
+    every patch interpolates its own holes."""
+    runs = batch.runs()
+    if all(holes[i] is None for i, _ in runs):
+        return None, None
+    if all(holes[i] is not None for i, _ in runs):
+        return batch.cut(grids, holes), None  # type: ignore[arg-type]
+    blank = [torch.zeros(3, g.height, g.width) if h is None else h for g, h in zip(grids, holes, strict=True)]
+    given = torch.cat([torch.full((rows.stop - rows.start,), holes[i] is not None) for i, rows in runs])
+    return batch.cut(grids, blank), given
 
 
 def fixed_batch(score: Callable[[Tensor, float], Tensor], size: int) -> Callable[[Tensor, float], Tensor]:

@@ -95,6 +95,7 @@ def init_low_rank(
     cfg: LowRankConfig,
     *,
     fill: Tensor | None = None,
+    fill_given: Tensor | None = None,
     **options: Any,
 ) -> tuple[LowRankState, Tensor, LMaFitResult]:
     """The low-rank start (SPEC 3.2-3.3), shared by ESDiff's sampler and ALOHA: LMaFit on ``H(y D)``
@@ -103,7 +104,8 @@ def init_low_rank(
     ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). With ``cfg.fill = "biharmonic"``,
     a patch with a Hankel row that holds no known entry blends each row with the row of ``H(fill)`` by
     the unknown fraction of its window (``fill``: an interpolation of the patches, for example cut from
-    one of the whole image; default: ``interpolate`` per patch). Returns
+    one of the whole image; default: ``interpolate`` per patch; ``fill_given [B]``: only those rows of
+    ``fill`` are given, the others are interpolated per patch, as without ``fill``). Returns
     the state (in ``cfg.dtype``), the start ``x`` (known pixels exact) and the LMaFit result.
     ``options`` (``start_rank``, ``rank_step``, ``init``) go to ``lmafit``.
     """
@@ -120,6 +122,9 @@ def init_low_rank(
     if cfg.fill == "biharmonic" and bool(holed.any()):
         if fill is None:
             fill = interpolate(y, known_patches, holed)
+        elif fill_given is not None:
+            own = interpolate(y, known_patches, holed & ~fill_given)
+            fill = torch.where(fill_given[:, None, None, None], fill.to(dtype), own)
         # in those patches, each window's estimate by the fraction of it that is known, the rest from fill
         share = torch.where(holed[:, None], hk.sum(2).to(dtype) / hk.shape[2], 1.0)[:, :, None]
         estimate = torch.lerp(hankel(fill.to(dtype), cfg.window), estimate, share)

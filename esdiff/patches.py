@@ -5,9 +5,10 @@ step by 57 so that their inner 57x57 parts ``[4:61]`` tile the image, the last w
 back so its inner part ends flush with the image, and overlapping inner parts are averaged. ``tile`` cuts
 the padded canvas into plain non-overlapping 64x64 tiles. Canvas pixels outside the image are unknown.
 
-``fill_patches`` is the one patch loop of the samplers and of ALOHA: it runs only the patches whose
-stitched part holds a pixel the caller wants (the missing ones), cuts each batch from the image as it
-runs and adds its output into the result, so memory grows with the batch, not with the image.
+``fill_patches`` is the one patch loop of the samplers and of ALOHA (``fill_images`` the same over
+several images in shared batches): it runs only the patches whose stitched part holds a pixel the
+caller wants (the missing ones), cuts each batch from the image as it runs and adds its output into the
+result, so memory grows with the batch, not with the image.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ class Stitch:
 
 @dataclass(frozen=True)
 class PatchBatch:
-    """One batch of ``fill_patches``: windows cut from the image, and where the batch stands in the run."""
+    """One batch of ``fill_patches`` (or ``fill_images``): windows cut from the image(s), and where the
+    batch stands in the run."""
 
     indices: tuple[int, ...]
     """Row-major positions in the full grid (what per-patch seeds are tied to)."""
@@ -167,6 +169,37 @@ class PatchBatch:
     """Patches filled before this batch."""
     total: int
     """Patches this run fills."""
+    sources: tuple[int, ...] = ()
+    """Which image of ``fill_images`` each patch comes from (empty: the one image of ``fill_patches``)."""
+
+    def runs(self) -> list[tuple[int, slice]]:
+        """``(image, rows)`` for each run of consecutive patches from the same image, in order."""
+        return source_runs(self.sources or (0,) * len(self.indices))
+
+    def cut(self, grids: Sequence[PatchGrid], images: Sequence[Tensor]) -> Tensor:
+        """The batch's windows of ``images[i] [..., H, W]`` (one per source image, on ``grids[i]``)."""
+        return cut_runs(grids, images, self.indices, self.runs())
+
+
+def source_runs(sources: Sequence[int]) -> list[tuple[int, slice]]:
+    """``(source, slice)`` for each run of equal consecutive entries of ``sources``."""
+    found: list[tuple[int, slice]] = []
+    start = 0
+    for end in range(1, len(sources) + 1):
+        if end == len(sources) or sources[end] != sources[start]:
+            found.append((sources[start], slice(start, end)))
+            start = end
+    return found
+
+
+def cut_runs(
+    grids: Sequence[PatchGrid],
+    images: Sequence[Tensor],
+    indices: tuple[int, ...],
+    runs: Sequence[tuple[int, slice]],
+) -> Tensor:
+    """Windows ``indices`` cut run by run, each from its source image ``images[i]`` on ``grids[i]``."""
+    return torch.cat([grids[i].cut(images[i], indices[rows]) for i, rows in runs])
 
 
 def patches_to_fill(grid: PatchGrid, wanted: Tensor | None) -> list[int]:
@@ -188,18 +221,41 @@ def fill_patches(
     bool) and stitch what it returns (``[B, C, 64, 64]``, any device) into ``[C, H, W]``, in the dtype
     ``fill`` returns. Only the windows ``patches_to_fill`` names run; pixels none of them covers keep
     ``image``. Each batch is cut when it runs, so memory holds one batch besides the image and the sums."""
+    (out,) = fill_images([image], [known], fill, batch_size=batch_size, mode=mode, wanted=[wanted])
+    return out
+
+
+def fill_images(
+    images: Sequence[Tensor],
+    knowns: Sequence[Tensor],
+    fill: Callable[[PatchBatch], Tensor],
+    *,
+    batch_size: int,
+    mode: TilingMode = "overlap",
+    wanted: Sequence[Tensor | None],
+) -> list[Tensor]:
+    """``fill_patches`` over several images at once: their windows to fill, image after image, form one
+    queue cut into batches of ``batch_size``, so a batch may hold the last windows of one image and the
+    first of the next (``PatchBatch.sources``). Each image's result is what ``fill_patches`` alone gives
+    it when ``fill`` treats every window on its own (as the samplers do)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    grid = make_grid(image.shape[-2], image.shape[-1], mode)
-    order = patches_to_fill(grid, wanted)
-    sums = Stitch(grid, image.shape[:-2])
-    for start in range(0, len(order), batch_size):
-        indices = tuple(order[start : start + batch_size])
-        batch = PatchBatch(
-            indices, grid.cut(image, indices), grid.cut(known[None], indices), start, len(order)
-        )
-        sums.add(fill(batch).cpu(), indices)
-    return sums.result(sums.dtype or image.dtype, uncovered=image)
+    grids = [make_grid(image.shape[-2], image.shape[-1], mode) for image in images]
+    queue = [(i, k) for i, grid in enumerate(grids) for k in patches_to_fill(grid, wanted[i])]
+    sums = [Stitch(grid, image.shape[:-2]) for grid, image in zip(grids, images, strict=True)]
+    masks = [known[None] for known in knowns]
+    for start in range(0, len(queue), batch_size):
+        part = queue[start : start + batch_size]
+        indices, sources = tuple(k for _, k in part), tuple(i for i, _ in part)
+        runs = source_runs(sources)
+        y, known = cut_runs(grids, images, indices, runs), cut_runs(grids, masks, indices, runs)
+        out = fill(PatchBatch(indices, y, known, start, len(queue), sources)).cpu()
+        for i, rows in runs:
+            sums[i].add(out[rows], indices[rows])
+    return [
+        total.result(total.dtype or image.dtype, uncovered=image)
+        for total, image in zip(sums, images, strict=True)
+    ]
 
 
 def make_grid(height: int, width: int, mode: TilingMode = "overlap") -> PatchGrid:

@@ -237,15 +237,20 @@ and the same two with the projections on the denoised estimate (module docstring
 
 
 def start_state(
-    y: Tensor, known: Tensor, ctx: Context, step_list: StepList, fill: Tensor | None = None
+    y: Tensor,
+    known: Tensor,
+    ctx: Context,
+    step_list: StepList,
+    fill: Tensor | None = None,
+    fill_given: Tensor | None = None,
 ) -> State:
     """The low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U V^T))``, or the lab's
     doubled one with ``low_rank.init = "lab"``; ``fill``: patches of an interpolation for its solid
-    holes, ``lowrank.solid_hole_fill``), the same plus noise at the first level, or
-    ``y D + sigma_0 z (1 - D)`` (sde)."""
+    holes, ``lowrank.solid_hole_fill``; ``fill_given``: which of its rows are given), the same plus
+    noise at the first level, or ``y D + sigma_0 z (1 - D)`` (sde)."""
     lowrank_state, x = None, None
     if step_list.needs_low_rank or ctx.cfg.start != "noise":
-        lowrank_state, x, _ = init_low_rank(y, known, ctx.cfg.low_rank, fill=fill)
+        lowrank_state, x, _ = init_low_rank(y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given)
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
         x = y * known + ctx.sigma * ctx.noise(y) * ~known
@@ -285,18 +290,20 @@ def sample_patches(
     callback: Callable[[int, int], None] | None = None,
     fill: Tensor | None = None,
     observe: Callable[[int, Tensor], None] | None = None,
+    fill_given: Tensor | None = None,
 ) -> Tensor:
     """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
     ``known [B, 1, 64, 64]`` marks observed pixels; returns the final iterate (no oracle selection).
-    ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``).
+    ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``;
+    ``fill_given [B]``: the rows of ``fill`` that are given, the others interpolated per patch).
     ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
     """
     step_list = step_list.for_config(cfg)
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
-    state = start_state(y, known, ctx, step_list, fill)
+    state = start_state(y, known, ctx, step_list, fill, fill_given)
     for i in range(cfg.steps):
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
         for step in step_list:

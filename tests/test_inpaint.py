@@ -90,3 +90,18 @@ def test_a_short_batch_gives_the_network_call_a_full_one() -> None:
     psi = torch.rand(2, 12, 64, 64)
     assert torch.equal(padded(psi, 2.0), psi * 2.0) and sizes == [5]
     assert padded(torch.rand(7, 12, 64, 64), 1.0).shape[0] == 7 and sizes == [5, 7]
+
+
+def test_images_sampled_together_are_those_sampled_alone(tiny_model: Path, photo: np.ndarray) -> None:
+    """``inpaint_images`` shares batches across images (a GPU's batch stays full in ``evaluate``): a
+    solid box (its start interpolates the image's hole) beside random pixels in a batch that spans both,
+    each image bit for bit what ``inpaint_image`` gives it alone."""
+    from esdiff.inpaint import inpaint_images
+
+    small = photo[:130, :200]
+    knowns = [box(), np.random.default_rng(3).random(small.shape[:2]) > 0.3]
+    observed = [np.where(k[..., None], p, 0.0) for p, k in zip([photo, small], knowns, strict=True)]
+    kwargs = dict(model=tiny_model, seed=6, config=replace(CHEAP, patch_batch=5))
+    together = inpaint_images(observed, knowns, **kwargs)
+    for o, k, out in zip(observed, knowns, together, strict=True):
+        assert np.array_equal(out, inpaint_image(o, k, **kwargs))

@@ -84,3 +84,25 @@ def test_fill_patches_skips_patches_without_a_wanted_pixel() -> None:
     full = grid.stitch(grid.cut(image) * 2 + torch.arange(grid.count, dtype=torch.float32).view(-1, 1, 1, 1))
     assert torch.equal(out[:, ~known], full[:, ~known])
     assert torch.equal(out[:, :50], image[:, :50])  # no window that ran stitches onto these rows
+
+
+def test_fill_images_shares_batches_and_gives_each_image_its_own_fill() -> None:
+    """One queue over several images: batches span images (``sources`` says which), and each image's
+    result is what ``fill_patches`` gives it alone."""
+    from esdiff.patches import PatchBatch, fill_images, fill_patches
+
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, h, w, generator=gen) for h, w in [(90, 130), (64, 64), (150, 70)]]
+    knowns = [torch.rand(i.shape[1:], generator=gen) > 0.1 for i in images]
+    seen: list[PatchBatch] = []
+
+    def fill(batch: PatchBatch) -> torch.Tensor:
+        seen.append(batch)
+        return batch.y * 3 - torch.tensor(batch.indices, dtype=torch.float32).view(-1, 1, 1, 1)
+
+    out = fill_images(images, knowns, fill, batch_size=4, wanted=[~k for k in knowns])
+    counts = [make_grid(*i.shape[1:]).count for i in images]  # every window holds a missing pixel here
+    assert [s for b in seen for s in b.sources] == [i for i, n in enumerate(counts) for _ in range(n)]
+    assert any(len(set(b.sources)) > 1 for b in seen) and all(b.total == sum(counts) for b in seen)
+    for image, known, result in zip(images, knowns, out, strict=True):
+        assert torch.equal(result, fill_patches(image, known, fill, batch_size=4, wanted=~known))

@@ -324,13 +324,13 @@ def test_inpaint_image_uses_the_config_it_is_given(
     from esdiff.inpaint import inpaint_image
 
     seen: list[SamplerConfig] = []
-    real = esdiff.inpaint.sample_image
+    real = esdiff.inpaint.sample_images
 
     def spy(*args, **kwargs):
         seen.append(kwargs["cfg"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(esdiff.inpaint, "sample_image", spy)
+    monkeypatch.setattr(esdiff.inpaint, "sample_images", spy)
     image = astronaut[:70, :90]
     known = np.random.default_rng(1).random((70, 90)) > 0.5
     observed = np.where(known[..., None], image, 0.0)
