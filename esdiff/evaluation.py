@@ -181,10 +181,11 @@ def _oracle_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:
     """What an oracle column's result depends on besides the honest column's settings."""
     if not kind:
         return settings
-    from esdiff.oracle import LAB_PATIENCE
+    from esdiff.oracle import LAB_PATIENCE, PATIENCE_SIGMA
 
-    patience = LAB_PATIENCE if kind == "patch" else None
-    return {**settings, "oracle": kind, "patience": patience}
+    if kind != "patch":
+        return {**settings, "oracle": kind, "patience": None}
+    return {**settings, "oracle": kind, "patience": LAB_PATIENCE, "patience_from_sigma": PATIENCE_SIGMA}
 
 
 def _stored(out: Path, job: Job, key: str) -> dict[str, Any] | None:

@@ -194,8 +194,8 @@ def test_oracle_picks_each_patch_and_the_image_by_their_own_best_step() -> None:
     best = [2, 2, 2, 5]
     errors = np.array([[abs(s - b) + 1 for s in range(1, 7)] for b in best], float) * 0.02
 
-    def run(patience: int | None) -> Tracker:
-        tracker = Tracker(truth, truth * 0, grid, 6, patience)
+    def run(patience: int | None, counts_from: int = 1) -> Tracker:
+        tracker = Tracker(truth, truth * 0, grid, 6, patience, counts_from)
         for step in range(1, 7):
             offset = torch.tensor(errors[:, step - 1], dtype=torch.float32).view(4, 1, 1, 1)
             tracker(batch, step, cut + offset)
@@ -211,6 +211,7 @@ def test_oracle_picks_each_patch_and_the_image_by_their_own_best_step() -> None:
     errors[3] = [0.10, 0.12, 0.14, 0.01, 0.01, 0.01]
     assert run(None).result(truth).patch_steps == [2, 2, 2, 4]
     assert run(2).result(truth).patch_steps == [2, 2, 2, 1]  # two steps without improvement: stopped
+    assert run(2, counts_from=2).result(truth).patch_steps == [2, 2, 2, 4]  # steps 1-2 are the warm-up
 
 
 def test_evaluate_oracle_columns_come_from_the_honest_run(
