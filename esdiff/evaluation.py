@@ -148,33 +148,108 @@ def run_job(
             result = run_method(job.method, job.image.pixels, known, method_options, progress)
             results = {"": (result, {})}
     seconds = time.perf_counter() - start
+    summary = fit_summary(fits) if fits else None
     records = {}
     for j in jobs:
-        record_path = out / "results" / j.column / f"{j.key}.json"
         result, extra = results[j.oracle]
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(record_path.with_suffix(".png"), result)
-        metrics = evaluate(result, j.image.pixels, known)
-        records[j.column] = record = {
-            "image": j.image.name,
-            "mask": j.mask,
-            "method": j.column,
-            **{k: float(metrics[k]) for k in METRICS},
-            "seconds": round(seconds, 3),
-            "seed": options.seed,
-            "mask_seed": mask_seed(j.image.name, j.mask),
-            "missing_fraction": float(1 - known.mean()),
-            **({"lmafit": fit_summary(fits)} if fits else {}),
-            **({"oracle": ORACLE_NOTE, **extra} if j.oracle else {}),
-            "settings": {k: str(v) for k, v in _oracle_settings(settings, j.oracle).items()},
-            "fingerprint": keys[j.column],
-            "versions": versions(),
-        }
-        atomic_write_bytes(record_path, json.dumps(record, indent=2).encode())
+        records[j.column] = write_record(
+            j, out, options, result, known, settings, keys[j.column], seconds, summary, extra
+        )
     return records[job.column]
 
 
 ORACLE_NOTE = "selected by PSNR against the ground truth: an oracle, not a result a user can get"
+
+
+def run_together(
+    jobs: Sequence[Job], out: Path, options: EvalOptions, progress: Callable[..., None] | None
+) -> list[dict[str, Any]]:
+    """``run_job`` on sampler jobs of one column (no oracle) whose images' patches share batches
+    (``methods.run_sampler_images``: on a GPU the batch stays full), each result its own run's to the
+    last bits. Finished jobs are read back; the others run in one call and share its seconds (each record:
+    the call's seconds over its images, ``batched_images`` of them) and its LMaFit summary."""
+    (column,) = {j.column for j in jobs}
+    if options.oracle or jobs[0].method not in SAMPLERS or any(j.oracle for j in jobs):
+        raise ValueError(f"only a sampler's honest jobs run together (got {column})")
+    settings = options.settings.get(jobs[0].base, {})
+    key = fingerprint(jobs[0].method, settings, options.seed)
+    stored = [_stored(out, j, key) for j in jobs]
+    pending = [j for j, record in zip(jobs, stored, strict=True) if record is None]
+    if not pending:
+        return stored  # type: ignore[return-value]
+    from esdiff.lmafit import fit_summary, logged_fits  # torch: only when a job runs
+    from esdiff.methods import run_sampler_images
+
+    knowns = [job_mask(out, j.image, j.mask) for j in pending]
+    method_options = MethodOptions(options.seed, options.device, settings)
+    start = time.perf_counter()
+    with logged_fits() as fits:
+        images = [j.image.pixels for j in pending]
+        results = run_sampler_images(pending[0].method, images, knowns, method_options, progress)
+    seconds = (time.perf_counter() - start) / len(pending)
+    summary = fit_summary(fits) if fits else None
+    extra = {"batched_images": len(pending)}
+    made = {
+        j.key: write_record(j, out, options, result, known, settings, key, seconds, summary, extra)
+        for j, result, known in zip(pending, results, knowns, strict=True)
+    }
+    return [made[j.key] if record is None else record for j, record in zip(jobs, stored, strict=True)]
+
+
+def job_groups(jobs: Sequence[Job], options: EvalOptions, size: int) -> list[list[int]]:
+    """Indices of ``jobs`` in the groups that run together (``run_together``): a sampler's honest jobs
+    of one column, ``size`` at a time in their order; every other job alone. Groups come in the order of
+    their first job."""
+    groups: list[list[int]] = []
+    open_group: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if size <= 1 or options.oracle or job.oracle or job.method not in SAMPLERS:
+            groups.append([i])
+            continue
+        group = open_group.get(job.column)
+        if group is None or len(group) == size:
+            group = open_group[job.column] = []
+            groups.append(group)
+        group.append(i)
+    return groups
+
+
+def write_record(
+    job: Job,
+    out: Path,
+    options: EvalOptions,
+    result: np.ndarray,
+    known: np.ndarray,
+    settings: dict[str, Any],
+    key: str,
+    seconds: float,
+    lmafit: dict[str, Any] | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Save a job's result image and its record (metrics against the ground truth, seconds, settings,
+    fingerprint ``key``); ``extra``: what an oracle chose, or how many images ran together."""
+    record_path = out / "results" / job.column / f"{job.key}.json"
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(record_path.with_suffix(".png"), result)
+    metrics = evaluate(result, job.image.pixels, known)
+    record = {
+        "image": job.image.name,
+        "mask": job.mask,
+        "method": job.column,
+        **{k: float(metrics[k]) for k in METRICS},
+        "seconds": round(seconds, 3),
+        "seed": options.seed,
+        "mask_seed": mask_seed(job.image.name, job.mask),
+        "missing_fraction": float(1 - known.mean()),
+        **({"lmafit": lmafit} if lmafit else {}),
+        **({"oracle": ORACLE_NOTE} if job.oracle else {}),
+        **extra,
+        "settings": {k: str(v) for k, v in _oracle_settings(settings, job.oracle).items()},
+        "fingerprint": key,
+        "versions": versions(),
+    }
+    atomic_write_bytes(record_path, json.dumps(record, indent=2).encode())
+    return record
 
 
 def _oracle_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -79,9 +79,11 @@ def inpaint_images(
     observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
 ) -> list[np.ndarray]:
     """``inpaint_image`` on several images (any sizes) at once, each with ``seed``: with patch sampling
-    their patches share batches of ``cfg.patch_batch`` (a GPU's batch stays full across images), and each
-    result is bit for bit what ``inpaint_image`` gives that image alone. ``progress`` counts the patches
-    (or steps) of all images; ``observe`` needs a single image."""
+    their patches share batches of ``cfg.patch_batch`` (a GPU's batch stays full across images). Each
+    result is what ``inpaint_image`` gives that image alone: bit for bit with a fixed LMaFit rank or
+    when no batch spans two images; with the adaptive rank a batch-mate can move the last bits (as
+    skipping does: measured up to 5.5e-4 on a pixel, PSNR equal to 1e-5 dB). ``progress`` counts the
+    patches (or steps) of all images; ``observe`` needs a single image."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,37 +107,67 @@ def run_method(
 
     if name not in METHODS:
         raise EsdiffError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
+    if name in SAMPLERS:
+        (result,) = run_sampler_images(name, [image], [known], options, progress)
+        return result
     check_mask(known, image.shape[:2])
     if known.all():
         warnings.warn("mask has no missing pixel: returning the input unchanged", stacklevel=2)
         return image.copy()
     observed = np.where(known[..., None], image, 0.0)
-    if name in SAMPLERS:
-        from esdiff.inpaint import inpaint_image
-
-        result = inpaint_image(
-            observed,
-            known,
-            seed=options.seed,
-            device=options.device,
-            progress=progress,
-            **sampler_settings(name, options.settings),
-        )
-    else:
-        settings = dict(options.settings)
-        if BASELINES[name].on_device:
-            settings.setdefault("device", options.device)
-        result = baseline(name)(observed, known, seed=options.seed, progress=progress, **settings)
+    settings = dict(options.settings)
+    if BASELINES[name].on_device:
+        settings.setdefault("device", options.device)
+    result = baseline(name)(observed, known, seed=options.seed, progress=progress, **settings)
     return finished(name, result, image, known)
 
 
+def run_sampler_images(
+    name: str,
+    images: Sequence[np.ndarray],
+    knowns: Sequence[np.ndarray],
+    options: MethodOptions,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    """``run_method`` with a sampler on several images at once, their patches in shared batches
+    (``inpaint.inpaint_images``): each result is what ``run_method`` gives that image alone (bit for
+    bit with a fixed LMaFit rank; with the adaptive one, to the last bits)."""
+    import numpy as np
+
+    from esdiff.inpaint import inpaint_images
+
+    for image, known in zip(images, knowns, strict=True):
+        check_mask(known, image.shape[:2])
+    holed = [i for i, known in enumerate(knowns) if not known.all()]
+    if len(holed) < len(images):
+        warnings.warn("mask has no missing pixel: returning the input unchanged", stacklevel=2)
+    results = [image.copy() for image in images]
+    if not holed:
+        return results
+    sampled = inpaint_images(
+        [np.where(knowns[i][..., None], images[i], 0.0) for i in holed],
+        [knowns[i] for i in holed],
+        seed=options.seed,
+        device=options.device,
+        progress=progress,
+        **sampler_settings(name, options.settings),
+    )
+    for i, result in zip(holed, sampled, strict=True):
+        results[i] = finished(name, result, images[i], knowns[i])
+    return results
+
+
 def sampler_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """A sampler method's ``inpaint_image`` settings: the given ones over its model, config and step list."""
+    """A sampler method's ``inpaint_image`` settings: the given ones over its model, config and step list
+    (``patch_batch``, when given, replaces the config's)."""
     sampler = SAMPLERS[name]
     settings = dict(settings)
     if settings.get("model") is None:
         settings["model"] = default_model(name)
     settings.setdefault("config", sampler.config)
+    patch_batch = settings.pop("patch_batch", None)
+    if patch_batch is not None:
+        settings["config"] = replace(settings["config"], patch_batch=patch_batch)
     if sampler.step_list is not None:
         settings.setdefault("step_list", sampler.step_list)
     return settings

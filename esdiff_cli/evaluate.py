@@ -78,6 +78,22 @@ def command(
             "which no user can make), from the same run as the honest final iterate.",
         ),
     ] = False,
+    patch_batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Patches per network call for esdiff, ncsnpp and ALOHA (default 25).",
+            show_default=False,
+        ),
+    ] = None,
+    image_batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="esdiff/ncsnpp jobs of one column whose patches share batches (a GPU's batch of "
+            "--patch-batch stays full; results match one job at a time to the last bits).",
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every (image, mask, method) job of a benchmark; re-running skips finished jobs."""
@@ -100,9 +116,11 @@ def command(
         folder = out or Path("runs") / f"evaluate_{benchmark.replace('folder:', '').replace('/', '_')}"
         runtime = runtime_of(bf16, compile_net)
         settings: dict[str, dict[str, Any]] = {
-            "esdiff": {"model": model, "steps": steps, "runtime": runtime},
-            "ncsnpp": {"model": ncsnpp_model, "steps": steps, "runtime": runtime},
+            "esdiff": {"model": model, "steps": steps, "runtime": runtime, "patch_batch": patch_batch},
+            "ncsnpp": {"model": ncsnpp_model, "steps": steps, "runtime": runtime, "patch_batch": patch_batch},
         }
+        if patch_batch is not None:
+            settings["aloha"] = {"patch_batch": patch_batch}
         dip = {"iterations": dip_iterations, "channels": dip_channels}
         settings["dip"] = {k: v for k, v in dip.items() if v is not None}
         set_threads(threads)
@@ -117,7 +135,7 @@ def command(
         columns = list(dict.fromkeys(job.column for job in jobs))
         folder.mkdir(parents=True, exist_ok=True)
         info(f"{len(images)} images x {len(specs)} masks x {len(method_list)} methods -> {folder}")
-        records = run_jobs(mine, folder, options, quiet)
+        records = run_jobs(mine, folder, options, quiet, image_batch)
         if part is not None:
             info(f"shard {part[0]}/{part[1]}: {len(mine)} of {len(jobs)} jobs done in {folder}")
             return
@@ -168,17 +186,27 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def run_jobs(jobs: list[Any], folder: Path, options: Any, quiet: bool) -> list[dict[str, Any]]:
-    """Every job in turn under one progress bar with ETA; finished jobs are read back, not redone."""
-    from esdiff.evaluation import run_job
+def run_jobs(
+    jobs: list[Any], folder: Path, options: Any, quiet: bool, image_batch: int = 1
+) -> list[dict[str, Any]]:
+    """Every job in turn under one progress bar with ETA, a sampler's ``image_batch`` at a time
+    (``evaluation.run_together``); finished jobs are read back, not redone."""
+    from esdiff.evaluation import job_groups, run_job, run_together
 
-    records = []
+    records: list[dict[str, Any]] = [{} for _ in jobs]
     with make_progress(quiet) as progress:
         task = progress.add_task("jobs", total=len(jobs), info="")
-        for job in jobs:
-            progress.update(task, info=f"{job.column} {job.image.name} {job.mask}")
-            records.append(run_job(job, folder, options, None))
-            progress.advance(task)
+        for group in job_groups(jobs, options, image_batch):
+            first = jobs[group[0]]
+            more = f" (+{len(group) - 1} images)" if len(group) > 1 else ""
+            progress.update(task, info=f"{first.column} {first.image.name} {first.mask}{more}")
+            if len(group) == 1:
+                records[group[0]] = run_job(first, folder, options, None)
+            else:
+                together = run_together([jobs[i] for i in group], folder, options, None)
+                for i, record in zip(group, together, strict=True):
+                    records[i] = record
+            progress.advance(task, len(group))
     return records
 
 

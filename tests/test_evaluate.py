@@ -242,3 +242,36 @@ def test_evaluate_oracle_columns_come_from_the_honest_run(
     assert alone.exit_code == 0
     again = tmp_path / "p" / "results" / "esdiff" / "a__random-0.5.png"
     assert again.read_bytes() == honest.with_suffix(".png").read_bytes()
+
+
+def test_image_batch_runs_a_samplers_jobs_together(tmp_path: Path, folder: Path, tiny_model: Path) -> None:
+    """``--image-batch 2`` runs both photos' esdiff jobs in one call (records say so, and share its
+    seconds) with the results of one job at a time; a second call reads them back; ``--patch-batch``
+    is part of the settings, so another value redoes the jobs."""
+    args = ["evaluate", "--benchmark", f"folder:{folder}", "--masks", "random:0.6", "--full-size", "-q"]
+    args += [
+        "--methods",
+        "esdiff,biharmonic",
+        "--model",
+        str(tiny_model),
+        "--steps",
+        "2",
+        "--patch-batch",
+        "3",
+    ]
+    for name, batch in (("one", "1"), ("two", "2")):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / name), "--image-batch", batch])
+        assert result.exit_code == 0, result.output
+    one, two = (json.loads((tmp_path / n / "per_image.json").read_text()) for n in ("one", "two"))
+    assert [r["method"] for r in two] == ["esdiff", "biharmonic"] * 2
+    together = [r for r in two if r["method"] == "esdiff"]
+    assert [r["batched_images"] for r in together] == [2, 2] and together[0]["seconds"] == together[1][
+        "seconds"
+    ]
+    for a, b in zip(one, two, strict=True):
+        assert a["image"] == b["image"] and a["psnr"] == pytest.approx(b["psnr"], abs=1e-3)
+    assert together[0]["settings"]["patch_batch"] == "3"
+    done = tmp_path / "two" / "results" / "esdiff" / "a__random-0.6.json"
+    stamp = done.stat().st_mtime_ns
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "two"), "--image-batch", "2"]).exit_code == 0
+    assert done.stat().st_mtime_ns == stamp
