@@ -1,5 +1,6 @@
 """Figures for a short time on a GPU: the network call eager / bf16 / compiled, one 256x256 photo end to
-end, and the table1 protocol on a few photos extrapolated to lsun100's 100 (issue: big photos, GPU path).
+end, and the table1 protocol on a few photos extrapolated to lsun100's 100, one job at a time and with the
+photos' patches in shared batches (``--image-batch``).
 
 Run by ``benchmarks/gpu_check.sh``, which also runs the ``gpu`` tests; ``--device cpu`` is a smoke test
 of the same code (small settings, figures meaningless for speed).
@@ -15,6 +16,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +83,16 @@ def one_photo(image: np.ndarray, device: str, steps: int | None) -> dict[str, fl
     return out
 
 
-def table1(data: Path | None, photos: int, device: str, steps: int | None, work: Path) -> dict[str, float]:
-    """Wall time of ``esdiff evaluate --masks table1 --methods esdiff`` on the first ``photos`` lsun100
-    photos, and that time scaled to 100 photos."""
+def table1(
+    data: Path | None, photos: int, device: str, steps: int | None, work: Path, extra: Sequence[str] = ()
+) -> dict[str, float]:
+    """Wall time of ``esdiff evaluate --masks table1 --methods esdiff`` (and ``extra`` options) on the
+    first ``photos`` lsun100 photos, and that time scaled to 100 photos."""
     command = [sys.executable, "-m", "esdiff_cli", "evaluate", "--benchmark", "lsun100", "--masks", "table1"]
     command += ["--methods", "esdiff", "--limit", str(photos), "--device", device, "-o", str(work), "-q"]
     command += [] if data is None else ["--data", str(data)]
     command += [] if steps is None else ["--steps", str(steps)]
+    command += list(extra)
     start = time.perf_counter()
     subprocess.run(command, check=True)
     seconds = time.perf_counter() - start
@@ -126,6 +131,14 @@ def main() -> None:
     figures["table1"] = table1(args.data, args.photos, args.device, args.steps, work)
     save()
     print("table1:", json.dumps(figures["table1"]), flush=True)
+    batched = ["--image-batch", str(args.photos), "--patch-batch", "100"]
+    work = args.out.parent / "table1_batched"
+    figures["table1_batched"] = {
+        "options": " ".join(batched),
+        **table1(args.data, args.photos, args.device, args.steps, work, batched),
+    }
+    save()
+    print("table1, photos batched together:", json.dumps(figures["table1_batched"]), flush=True)
 
 
 if __name__ == "__main__":
