@@ -314,7 +314,12 @@ def test_non_finite_result_is_never_written(
     def diverged(observed: np.ndarray, known: np.ndarray, **kwargs: Any) -> np.ndarray:
         return np.where(known[..., None], observed, np.nan)
 
-    monkeypatch.setattr("esdiff.inpaint.inpaint_image", diverged)
+    def diverged_images(
+        observed: list[np.ndarray], known: list[np.ndarray], **kwargs: Any
+    ) -> list[np.ndarray]:
+        return [diverged(o, k) for o, k in zip(observed, known, strict=True)]
+
+    monkeypatch.setattr("esdiff.inpaint.inpaint_images", diverged_images)
     monkeypatch.setattr("esdiff.baselines.biharmonic.inpaint", diverged)
     src = photo(tmp_path / "img.png", 64, 64)
     model = ["--model", str(tiny_model)] if method == "esdiff" else []
