@@ -97,6 +97,8 @@ def inpaint_images(
         raise EsdiffError(f"low_rank_weight must be 0 to 1 (got {cfg.low_rank_weight})")
     if cfg.known_noise and cfg.state == "mpt":
         raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
+    if not chosen.calls_network and cfg.start != "lmafit":
+        raise EsdiffError(f'the {step_list} list has no network step to take noise off: use start "lmafit"')
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     if observe is not None and (cfg.sampling != "patches" or cfg.shifts != 1 or len(observed) != 1):

@@ -212,6 +212,11 @@ class StepList:
     on_clean: bool = False
     """The ``x0`` kind (``denoise`` ... ``renoise``), whose state between the two is the clean estimate."""
 
+    @property
+    def calls_network(self) -> bool:
+        """A step of the list runs the network (every list but ``no-prior``)."""
+        return any(f in (predictor, corrector, denoise) for f in self.functions)
+
     def __iter__(self) -> Iterator[Step]:
         return iter(self.functions)
 
@@ -231,9 +236,13 @@ STEP_LISTS: dict[str, StepList] = {
     "no-lowrank": StepList((predictor, data_consistency, corrector, data_consistency), needs_low_rank=False),
     "x0": StepList((denoise, low_rank, data_consistency, renoise), needs_low_rank=True, on_clean=True),
     "x0-no-lowrank": StepList((denoise, data_consistency, renoise), needs_low_rank=False, on_clean=True),
+    "no-prior": StepList((low_rank, data_consistency, low_rank, data_consistency), needs_low_rank=True),
 }
 """Algorithm 1 and its ablation without the low-rank step (the NCSN++ baseline with a 3-channel model),
-and the same two with the projections on the denoised estimate (module docstring)."""
+the same two with the projections on the denoised estimate (module docstring), and the default list
+without its network step (``no-prior``: the network is never called, so what is left is the low-rank
+completion's own ADMM iterations, two a level, from the clean LMaFit start; what the prior adds is the
+difference)."""
 
 
 def start_state(

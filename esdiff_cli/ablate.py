@@ -28,6 +28,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "esdiff": {"config": base},
         "paper": {"config": SamplerConfig()},
         "no-lowrank": {"config": base, "step_list": "no-lowrank"},
+        "no-prior": {"config": cfg(start="lmafit"), "step_list": "no-prior"},
         "x0": {"config": base, "step_list": "x0"},
         "x0-fresh-0.5": {"config": cfg(fresh_noise=0.5), "step_list": "x0"},
         "x0-no-lowrank": {"config": cfg(fresh_noise=0.5), "step_list": "x0-no-lowrank"},

@@ -535,3 +535,33 @@ def test_no_corrector_leaves_the_list_without_it() -> None:
     assert corrector in STEP_LISTS["esdiff"].for_config(replace(none, corrector_samples=1)).functions
     assert corrector in STEP_LISTS["esdiff"].for_config(replace(none, corrector_samples=2)).functions
     assert STEP_LISTS["x0"].for_config(none) == STEP_LISTS["x0"]
+
+
+def test_no_prior_list_is_aloha_with_the_samplers_low_rank_settings(
+    tiny_model: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``no-prior`` ablation never calls the network and is, bit for bit, ALOHA with the sampler's
+    LMaFit settings, its ``mu`` and two ADMM iterations a level; a noisy start is refused (no network
+    step would take the noise off)."""
+    import esdiff.inpaint
+    from esdiff.baselines import aloha
+    from esdiff.errors import EsdiffError
+
+    def no_network(prior, runtime):
+        def score(psi, sigma):
+            raise AssertionError("the no-prior list called the network")
+
+        return score
+
+    monkeypatch.setattr(esdiff.inpaint, "scorer", no_network)
+    known = np.random.default_rng(3).random((64, 96)) > 0.8
+    observed = np.where(known[..., None], astronaut[:64, :96], 0.0)
+    cfg = replace(DEFAULT_SAMPLER, start="lmafit", steps=3)
+    out = esdiff.inpaint.inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="no-prior")
+    same = aloha.inpaint(observed, known, config=cfg.low_rank, iterations=6, mu=cfg.low_rank.mu)
+    assert np.array_equal(out, same)
+    fewer = aloha.inpaint(observed, known, config=cfg.low_rank, iterations=4, mu=cfg.low_rank.mu)
+    assert not np.array_equal(out, fewer)
+    with pytest.raises(EsdiffError, match="lmafit"):
+        noisy = replace(cfg, start="lmafit-noisy")
+        esdiff.inpaint.inpaint_image(observed, known, model=tiny_model, config=noisy, step_list="no-prior")
