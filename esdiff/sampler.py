@@ -237,12 +237,16 @@ STEP_LISTS: dict[str, StepList] = {
     "x0": StepList((denoise, low_rank, data_consistency, renoise), needs_low_rank=True, on_clean=True),
     "x0-no-lowrank": StepList((denoise, data_consistency, renoise), needs_low_rank=False, on_clean=True),
     "no-prior": StepList((low_rank, data_consistency, low_rank, data_consistency), needs_low_rank=True),
+    "pnp": StepList((low_rank, data_consistency, denoise, data_consistency), needs_low_rank=True),
 }
 """Algorithm 1 and its ablation without the low-rank step (the NCSN++ baseline with a 3-channel model),
 the same two with the projections on the denoised estimate (module docstring), and the default list
 without its network step (``no-prior``: the network is never called, so what is left is the low-rank
 completion's own ADMM iterations, two a level, from the clean LMaFit start; what the prior adds is the
-difference)."""
+difference). ``pnp`` is plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate at the
+level's sigma takes the place of ADMM's x-update, so the next multiplier update sees what the prior
+changed instead of reflecting it away (in the default list the network's small step is undone by the
+multiplier: measured, it adds nothing on random masks)."""
 
 
 def start_state(

@@ -29,6 +29,8 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "paper": {"config": SamplerConfig()},
         "no-lowrank": {"config": base, "step_list": "no-lowrank"},
         "no-prior": {"config": cfg(start="lmafit"), "step_list": "no-prior"},
+        "pnp": {"config": cfg(start="lmafit"), "step_list": "pnp"},
+        "pnp-steps-50": {"config": cfg(start="lmafit", steps=50), "step_list": "pnp"},
         "x0": {"config": base, "step_list": "x0"},
         "x0-fresh-0.5": {"config": cfg(fresh_noise=0.5), "step_list": "x0"},
         "x0-no-lowrank": {"config": cfg(fresh_noise=0.5), "step_list": "x0-no-lowrank"},
