@@ -31,6 +31,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "no-prior": {"config": cfg(start="lmafit"), "step_list": "no-prior"},
         "pnp": {"config": cfg(start="lmafit"), "step_list": "pnp"},
         "pnp-steps-50": {"config": cfg(start="lmafit", steps=50), "step_list": "pnp"},
+        "pnp-near": {"config": cfg(start="lmafit"), "step_list": "pnp-near"},
         "x0": {"config": base, "step_list": "x0"},
         "x0-fresh-0.5": {"config": cfg(fresh_noise=0.5), "step_list": "x0"},
         "x0-no-lowrank": {"config": cfg(fresh_noise=0.5), "step_list": "x0-no-lowrank"},

@@ -587,3 +587,18 @@ def test_pnp_list_lets_an_exact_score_count(astronaut: np.ndarray) -> None:
     predictor = psnr_of("esdiff", replace(clean, start="lmafit-noisy", predictor="ddim", corrector_samples=0))
     pnp = psnr_of("pnp", clean)
     assert pnp > alone + 2.0 and pnp > predictor + 1.0, (alone, predictor, pnp)
+    near = psnr_of("pnp-near", clean)  # at 80 % missing almost every pixel is within two of a known one
+    assert near > alone + 2.0, (alone, near)
+
+
+def test_near_known_weight_falls_off_with_the_distance_to_a_known_pixel() -> None:
+    """1 on and next to a known pixel, 0.5 two pixels away (Chebyshev), 0 farther."""
+    from esdiff.sampler import near_known_weight
+
+    known = torch.zeros(1, 1, 9, 9, dtype=torch.bool)
+    known[0, 0, 4, 4] = True
+    weight = near_known_weight(known)[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(9), torch.arange(9), indexing="ij")
+    distance = torch.maximum((rows - 4).abs(), (cols - 4).abs())
+    want = torch.where(distance <= 1, 1.0, torch.where(distance == 2, 0.5, 0.0))
+    assert torch.equal(weight, want)
