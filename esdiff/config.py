@@ -187,12 +187,21 @@ class SamplerConfig:
     """Predictor-corrector inpainting of Algorithm 1 (SPEC 3)."""
 
     steps: int = 1000
+    step_list: str = "esdiff"
+    """The steps run at each level, an entry of ``esdiff.sampler.STEP_LISTS``: ``esdiff`` is Algorithm 1
+    (a model without MPT runs it as ``no-lowrank``)."""
     snr: float = 0.075
     start: StartMode = "lmafit"
     """``lmafit``: the LMaFit estimate as is (lab); ``lmafit-noisy``: plus noise at ``sigma(t_start)``;
     ``noise``: known pixels plus noise at ``sigma(t_start)`` on the missing ones (sde)."""
     t_start: float = 1.0
-    """The time label of the first step; the grid is ``linspace(t_start, eps, steps)``."""
+    """The time label of the first step; the grid is ``linspace(t_start, t_end, steps)``."""
+    t_end: float | None = None
+    """The time label of the last step; None: the SDE's ``eps`` (SPEC 3), where sigma is ``sigma_min``."""
+    deep_holes: tuple[float, float] | None = None
+    """With ``t_end``: deep holes bring the last step back to ``eps``. Below the first share of missing
+    pixels three or more pixels from every known one (``esdiff.sampler.end_time``) the schedule ends at
+    ``t_end``, above the second at ``eps``, linearly in t between; None: ``t_end`` for every mask."""
     predictor: PredictorMode = "reverse-diffusion"
     """``reverse-diffusion`` (paper) or ``ddim``, the deterministic probability-flow step."""
     predictor_noise: bool = False
@@ -232,7 +241,7 @@ class SamplerConfig:
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 
-DEFAULT_SAMPLER = SamplerConfig(
+PC_SAMPLER = SamplerConfig(
     steps=25,
     start="lmafit-noisy",
     t_start=0.25,
@@ -241,20 +250,38 @@ DEFAULT_SAMPLER = SamplerConfig(
     known_noise=True,
     low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2),
 )
-"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement to fit
-the CPU budget (README, "Defaults"); ``SamplerConfig()`` holds SPEC's faithful settings. 25 steps score
-like 50 and more; the start needs only a rough LMaFit estimate, because the sampler's ADMM steps keep
-refining U and V, so a loose tolerance (in float32) is as good and cheaper. The noisy LMaFit start at
-t = 0.25 (sigma 0.14, not far above the start's own error) followed by the deterministic DDIM step keeps
-what the start got right instead of drowning it in noise the network then has to remove (thick text gains
-most); a clean start at sigma_max would blow the corrector up (its step size grows as 1/||score||^2).
-At these levels the corrector's Langevin step (``2 snr^2 sigma^2``, about 1 % of the level's variance)
-moved no PSNR figure by more than 0.02 dB for a network call per level, so there is none; the network
-sees the known pixels noised to its level (``known_noise``), which halves how much it darkens solid
-holes and gains on thick text (README, "Measured")."""
+"""The previous defaults: Algorithm 1's list (``esdiff``) fitted to the CPU budget (README, "Defaults").
+25 steps score like 50 and more; the start needs only a rough LMaFit estimate, because the sampler's
+ADMM steps keep refining U and V, so a loose tolerance (in float32) is as good and cheaper. The noisy
+LMaFit start at t = 0.25 (sigma 0.14, not far above the start's own error) followed by the deterministic
+DDIM step keeps what the start got right instead of drowning it in noise the network then has to remove
+(thick text gains most); a clean start at sigma_max would blow the corrector up (its step size grows as
+1/||score||^2). At these levels the corrector's Langevin step (``2 snr^2 sigma^2``, about 1 % of the
+level's variance) moved no PSNR figure by more than 0.02 dB for a network call per level, so there is
+none; the network sees the known pixels noised to its level (``known_noise``), which halves how much it
+darkens solid holes. Measured since: in this list the prior adds nothing on random masks (the ADMM
+multiplier undoes the network's step; README, "What the learned prior adds")."""
+
+DEFAULT_SAMPLER = dataclasses.replace(
+    PC_SAMPLER,
+    step_list="pnp-near",
+    start="lmafit",
+    t_end=0.08,
+    deep_holes=(0.1, 0.25),
+    sampling="image",
+)
+"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on
+validation photos (README, "Measured"); ``SamplerConfig()`` holds SPEC's faithful settings. The
+``pnp-near`` list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to
+known pixels) from the clean LMaFit start, 25 levels from t = 0.25 (sigma 0.14) down to t = 0.08 (sigma
+0.023, about the error left at random 80 %, where a last denoising still helps; the SDE's eps, sigma
+0.01, lost 0.1-0.2 dB), the image as the state (moving tiles, +0.1 dB at random 90 %), ADMM penalty
+``mu`` 2 (+0.05 over 1 in this list). The predictor-corrector settings it keeps from ``PC_SAMPLER`` act
+only if a predictor-corrector list is chosen."""
 
 NCSNPP_SAMPLER = dataclasses.replace(
-    DEFAULT_SAMPLER,
+    PC_SAMPLER,
+    step_list="no-lowrank",
     start="noise",
     t_start=1.0,
     steps=50,

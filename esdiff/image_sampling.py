@@ -136,15 +136,17 @@ def sample_whole_image(
     seed: int,
     device: str,
     progress: Callable[[int, int], None],
+    observe: Callable[[int, Tensor], None] | None = None,
 ) -> np.ndarray:
-    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like ``sample_image``."""
+    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like ``sample_image``.
+    ``observe(step, x)`` sees the image ``[3, H, W]`` after each level (it must not change it)."""
     if cfg.state != "rgb":
         raise EsdiffError('whole-image sampling keeps the RGB image as its state: use state "rgb"')
     height, width = known.shape
     y = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1).to(device)
     mask = torch.from_numpy(np.ascontiguousarray(known)).to(device)[None]
     y = y * mask
-    sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
+    sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start, cfg.t_end)
     base = Context(score, encoding, Inpainting(mask), y, cfg, [], float(sigmas[0]), float(step_vars[0]))
 
     # The start on the fixed grid, batch by batch, as the patch sampler starts; its ADMM state stays there.
@@ -178,6 +180,8 @@ def sample_whole_image(
             else:
                 tiles = Tiles(height, width, (int(offsets[i, 0]), int(offsets[i, 1])))
                 x = _tile_pass(x, tiles, steps, at_level, seed, i)
+        if observe is not None:
+            observe(i + 1, x)
         progress(i + 1, cfg.steps)
     return x.permute(1, 2, 0).cpu().numpy().astype(np.float64)
 

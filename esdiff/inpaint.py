@@ -16,7 +16,15 @@ from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
 from esdiff.patches import GRID_SHIFTS, PatchBatch, PatchGrid, fill_images, make_grid, patches_to_fill
 from esdiff.prior import Runtime, load, scorer
-from esdiff.sampler import STEP_LISTS, Encoding, StepList, hole_fill, patch_generators, sample_patches
+from esdiff.sampler import (
+    STEP_LISTS,
+    Encoding,
+    StepList,
+    end_time,
+    hole_fill,
+    patch_generators,
+    sample_patches,
+)
 from esdiff.sde import VESDE
 
 
@@ -39,13 +47,14 @@ def inpaint_image(
     hold a missing pixel; with ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
 
     ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
-    count. ``step_list`` names an entry of ``STEP_LISTS`` (default: ``esdiff``, or ``no-lowrank`` for a
-    model without MPT). ``progress(done, total, unit="patches")`` counts the patches of all runs
-    (``done`` moves by a fraction of the batch per sampler step; with ``sampling="image"``, ``unit="steps"``
-    counts steps). ``every_patch`` samples every patch of each grid, as before patches without a missing
-    pixel were skipped (for tests and comparisons). ``runtime``: bf16 autocast and ``torch.compile`` of
-    the network (``esdiff.prior.Runtime``; default neither). ``observe(batch, step, x)`` sees every
-    batch's iterate after each level (patch sampling on one grid only; ``esdiff.oracle``)."""
+    count. ``step_list`` names an entry of ``STEP_LISTS`` in place of ``cfg.step_list`` (a model
+    without MPT runs ``esdiff`` as ``no-lowrank``). ``progress(done, total, unit="patches")`` counts the
+    patches of all runs (``done`` moves by a fraction of the batch per sampler step; with
+    ``sampling="image"``, ``unit="steps"`` counts steps). ``every_patch`` samples every patch of each
+    grid, as before patches without a missing pixel were skipped (for tests and comparisons).
+    ``runtime``: bf16 autocast and ``torch.compile`` of the network (``esdiff.prior.Runtime``; default
+    neither). ``observe(batch, step, x)`` sees every batch's iterate after each level (patch sampling on
+    one grid only; ``esdiff.oracle``)."""
     (out,) = inpaint_images(
         [observed],
         [known],
@@ -90,7 +99,16 @@ def inpaint_images(
     if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
         raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
     prior, keep, sde = load(str(model) if model else None, device)
-    chosen = STEP_LISTS[step_list or ("esdiff" if keep is not None else "no-lowrank")].for_config(cfg)
+    step_list = step_list or cfg.step_list
+    if keep is None and step_list == "esdiff":
+        step_list = "no-lowrank"
+    if step_list not in STEP_LISTS:
+        raise EsdiffError(f"unknown step list {step_list!r} (choose from {', '.join(STEP_LISTS)})")
+    if cfg.t_end is not None and not 0.0 < cfg.t_end <= cfg.t_start:
+        raise EsdiffError(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end})")
+    if cfg.deep_holes is not None and not 0.0 <= cfg.deep_holes[0] < cfg.deep_holes[1] <= 1.0:
+        raise EsdiffError(f"deep_holes must be two shares 0 <= low < high <= 1 (got {cfg.deep_holes})")
+    chosen = STEP_LISTS[step_list].for_config(cfg)
     if not 0.0 <= cfg.fresh_noise <= 1.0:
         raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
     if not 0.0 <= cfg.low_rank_weight <= 1.0:
@@ -101,8 +119,8 @@ def inpaint_images(
         raise EsdiffError(f'the {step_list} list has no network step to take noise off: use start "lmafit"')
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
-    if observe is not None and (cfg.sampling != "patches" or cfg.shifts != 1 or len(observed) != 1):
-        raise EsdiffError('iterates can be watched with sampling "patches" on one grid (shifts 1) only')
+    if observe is not None and (cfg.shifts != 1 or len(observed) != 1):
+        raise EsdiffError("iterates can be watched on one image and one grid (shifts 1) only")
     encoding = Encoding(keep, cfg.fusion, cfg.tau)
 
     score = scorer(prior, runtime or Runtime())
@@ -112,15 +130,17 @@ def inpaint_images(
     wanted = [
         [None if every_patch or whole else np.pad(~k, ((dy, 0), (dx, 0))) for k in known] for dy, dx in shifts
     ]
-    counts = [
-        len(observed) * cfg.steps
-        if whole
-        else sum(
-            len(patches_to_fill(make_grid(k.shape[0] + dy, k.shape[1] + dx, cfg.tiling), _tensor(want)))
+    per_image = [  # progress units of each image in each run
+        [
+            cfg.steps
+            if whole
+            else len(patches_to_fill(make_grid(k.shape[0] + dy, k.shape[1] + dx, cfg.tiling), _tensor(want)))
             for k, want in zip(known, wants, strict=True)
-        )
+        ]
         for (dy, dx), wants in zip(shifts, wanted, strict=True)
     ]
+    counts = [sum(units) for units in per_image]
+    configs = [replace(cfg, t_end=end_time(cfg, k, sde.eps)) for k in known]
     unit = "steps" if whole else "patches"
     means: list[np.ndarray] = []  # the runs' sums, then their means: one buffer per image for any shifts
     for s, (dy, dx) in enumerate(shifts):
@@ -142,27 +162,35 @@ def inpaint_images(
                         encoding=encoding,
                         sde=sde,
                         step_list=chosen,
-                        cfg=cfg,
+                        cfg=configs[i],
                         seed=seed,
                         device=device,
                         progress=partial(offset, report, i * cfg.steps),
+                        observe=None if observe is None else as_patches(observe, image, mask, cfg),
                     )
                 )
-        else:
-            runs = sample_images(
-                padded,
-                masks,
-                score=score,
-                encoding=encoding,
-                sde=sde,
-                step_list=chosen,
-                cfg=cfg,
-                seed=seed,
-                device=device,
-                progress=report,
-                wanted=wanted[s],
-                observe=observe,
-            )
+        else:  # images whose schedules differ (``end_time``) cannot share batches: one group each
+            runs = [np.empty(0)] * len(padded)
+            before = 0
+            for one in dict.fromkeys(configs):
+                group = [i for i, c in enumerate(configs) if c == one]
+                sampled = sample_images(
+                    [padded[i] for i in group],
+                    [masks[i] for i in group],
+                    score=score,
+                    encoding=encoding,
+                    sde=sde,
+                    step_list=chosen,
+                    cfg=one,
+                    seed=seed,
+                    device=device,
+                    progress=partial(offset, report, before),
+                    wanted=[wanted[s][i] for i in group],
+                    observe=observe,
+                )
+                for i, run in zip(group, sampled, strict=True):
+                    runs[i] = run
+                before += sum(per_image[s][i] for i in group)
         for i, run in enumerate(runs):
             run = run[dy:, dx:]
             np.clip(run, 0.0, 1.0, out=run)
@@ -174,6 +202,22 @@ def inpaint_images(
         mean /= len(shifts)  # as np.mean over the runs, bit for bit
         np.copyto(mean, image, where=mask[..., None])
     return means
+
+
+def as_patches(
+    observe: Callable[[PatchBatch, int, Tensor], None],
+    observed: np.ndarray,
+    known: np.ndarray,
+    cfg: SamplerConfig,
+) -> Callable[[int, Tensor], None]:
+    """A whole-image sampler's ``observe(step, x)`` that hands ``observe`` the iterate as the patch sampler
+    would: one batch of the windows of the fixed grid that hold a missing pixel (``esdiff.oracle``)."""
+    grid = make_grid(known.shape[0], known.shape[1], cfg.tiling)
+    active = patches_to_fill(grid, torch.from_numpy(~known))
+    y = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1)
+    mask = torch.from_numpy(np.ascontiguousarray(known))[None]
+    batch = PatchBatch(tuple(active), grid.cut(y, active), grid.cut(mask, active), 0, len(active))
+    return lambda step, x: observe(batch, step, grid.cut(x.detach().float().cpu(), active))
 
 
 def offset(progress: Callable[[float, int], None], before: int, done: float, total: int) -> None:

@@ -27,8 +27,7 @@ class Sampler:
     """A score-based sampler method: ``esdiff.inpaint.inpaint_image`` with its own defaults."""
 
     config: SamplerConfig
-    step_list: str | None = None
-    """An entry of ``esdiff.sampler.STEP_LISTS``; None: chosen by the model (``no-lowrank`` without MPT)."""
+    """Its defaults, the step list (``SamplerConfig.step_list``) among them."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Baseline:
 
 SAMPLERS: dict[str, Sampler] = {
     "esdiff": Sampler(DEFAULT_SAMPLER),
-    "ncsnpp": Sampler(NCSNPP_SAMPLER, "no-lowrank"),
+    "ncsnpp": Sampler(NCSNPP_SAMPLER),
 }
 """ESDiff, and the paper's NCSN++ baseline: the same sampler with a 3-channel model and no low-rank step."""
 
@@ -158,7 +157,7 @@ def run_sampler_images(
 
 
 def sampler_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """A sampler method's ``inpaint_image`` settings: the given ones over its model, config and step list
+    """A sampler method's ``inpaint_image`` settings: the given ones over its model and config
     (``patch_batch``, when given, replaces the config's)."""
     sampler = SAMPLERS[name]
     settings = dict(settings)
@@ -168,8 +167,6 @@ def sampler_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     patch_batch = settings.pop("patch_batch", None)
     if patch_batch is not None:
         settings["config"] = replace(settings["config"], patch_batch=patch_batch)
-    if sampler.step_list is not None:
-        settings.setdefault("step_list", sampler.step_list)
     return settings
 
 

@@ -144,16 +144,17 @@ def oracle_inpaint(
     or below ``PATIENCE_SIGMA``. Known pixels of all three images are ``image``'s."""
     from esdiff.inpaint import inpaint_image
     from esdiff.prior import load
-    from esdiff.sampler import noise_schedule
+    from esdiff.sampler import end_time, noise_schedule
 
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
-    if cfg.sampling != "patches" or cfg.shifts != 1:
-        raise EsdiffError("the oracle watches patch iterates: use sampling 'patches' and shifts 1")
+    if cfg.shifts != 1:
+        raise EsdiffError("the oracle watches the iterates of one grid: use shifts 1")
     observed = np.where(known[..., None], image, 0.0)
     height, width = known.shape
-    sigmas, _ = noise_schedule(load(str(model) if model else None, device)[2], cfg.steps, cfg.t_start)
+    sde = load(str(model) if model else None, device)[2]
+    sigmas, _ = noise_schedule(sde, cfg.steps, cfg.t_start, end_time(cfg, known, sde.eps))
     counts_from = 1 + int((sigmas > PATIENCE_SIGMA).sum())
     tracker = Tracker(image, observed, make_grid(height, width, cfg.tiling), cfg.steps, patience, counts_from)
     final = inpaint_image(

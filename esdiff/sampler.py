@@ -236,6 +236,11 @@ class StepList:
         """A step of the list runs the network (every list but ``no-prior``)."""
         return any(f in (predictor, corrector, denoise, denoise_near_known) for f in self.functions)
 
+    @property
+    def runs_predictor_corrector(self) -> bool:
+        """The list holds the predictor or the corrector (which the predictor-corrector settings act on)."""
+        return any(f in (predictor, corrector) for f in self.functions)
+
     def __iter__(self) -> Iterator[Step]:
         return iter(self.functions)
 
@@ -306,10 +311,35 @@ def hole_fill(
     return None if holes is None else holes.float()
 
 
-def noise_schedule(sde: VESDE, steps: int, t_start: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Levels ``sigma(t_i)`` on ``t = linspace(t_start, eps, steps)`` and the reverse-diffusion step
-    variances ``sigma_i^2 - sigma_{i+1}^2`` (the last level steps to 0), as score_sde discretises."""
-    sigmas = sde.sigma(torch.linspace(t_start, sde.eps, steps, dtype=torch.float64))
+def deep_share(known: np.ndarray) -> float:
+    """The share of the missing pixels of ``known [H, W]`` that lie three or more pixels (Chebyshev) from
+    every known pixel: about 0 for scattered holes and thin text (random 80 %: 0.006, 90 %: 0.09), a
+    quarter and more for captions, solid boxes and brush strokes."""
+    mask = torch.from_numpy(np.ascontiguousarray(known, dtype=np.float32))[None, None]
+    near = torch.nn.functional.max_pool2d(mask, 5, stride=1, padding=2)[0, 0] > 0
+    missing = int((~torch.from_numpy(np.ascontiguousarray(known))).sum())
+    return float((~near).sum()) / missing if missing else 0.0
+
+
+def end_time(cfg: SamplerConfig, known: np.ndarray, eps: float) -> float | None:
+    """The last step's time for an image with mask ``known``: ``cfg.t_end``, moved towards ``eps`` by the
+    share of deep hole pixels (``deep_share``) between the two bounds of ``cfg.deep_holes`` (None: all
+    the way, the SDE's own end)."""
+    if cfg.t_end is None or cfg.deep_holes is None:
+        return cfg.t_end
+    low, high = cfg.deep_holes
+    toward_eps = min(max((deep_share(known) - low) / (high - low), 0.0), 1.0)
+    return None if toward_eps == 1.0 else cfg.t_end + toward_eps * (eps - cfg.t_end)
+
+
+def noise_schedule(
+    sde: VESDE, steps: int, t_start: float = 1.0, t_end: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """Levels ``sigma(t_i)`` on ``t = linspace(t_start, t_end, steps)`` (``t_end`` None: the SDE's eps) and
+    the reverse-diffusion step variances ``sigma_i^2 - sigma_{i+1}^2`` (the last level steps to 0), as
+    score_sde discretises."""
+    end = sde.eps if t_end is None else t_end
+    sigmas = sde.sigma(torch.linspace(t_start, end, steps, dtype=torch.float64))
     lower = torch.cat([sigmas[1:], sigmas.new_zeros(1)])
     return sigmas, sigmas**2 - lower**2
 
@@ -336,7 +366,7 @@ def sample_patches(
     ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
     """
     step_list = step_list.for_config(cfg)
-    sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start)
+    sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start, cfg.t_end)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
     state = start_state(y, known, ctx, step_list, fill, fill_given)

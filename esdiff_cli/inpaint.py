@@ -42,9 +42,12 @@ def shown_default(name: str, low_rank: bool = False) -> str:
     then any sampler whose own default differs)."""
     values = {m: getattr(s.config.low_rank if low_rank else s.config, name) for m, s in SAMPLERS.items()}
     first, *_ = values.values()
-    text = ("adaptive" if name == "rank" else "none") if first is None else str(first)
-    others = [f"{m} {v}" for m, v in values.items() if v != first]
-    return "; ".join([text, *others])
+
+    def text(value: object) -> str:
+        return ("adaptive" if name == "rank" else "none") if value is None else str(value)
+
+    others = [f"{m} {text(v)}" for m, v in values.items() if v != first]
+    return "; ".join([text(first), *others])
 
 
 def expert(name: str, help: str, *, low_rank: bool = False, **limits: Any) -> Any:
@@ -170,6 +173,18 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     return summary
 
 
+PC_ONLY = (
+    "snr",
+    "predictor_noise",
+    "known_noise",
+    "corrector_samples",
+    "predictor",
+    "corrector_cap",
+    "state",
+)
+"""Sampler options that only the predictor and corrector steps read."""
+
+
 def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
     """The sampler config ``base`` with the options the user gave; bad values are one error line."""
     import dataclasses
@@ -189,6 +204,15 @@ def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any])
         allowed = get_args(mode)
         if sampler[name] is not None and sampler[name] not in allowed:
             raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
+    from esdiff.sampler import STEP_LISTS
+
+    if sampler["step_list"] is not None and sampler["step_list"] not in STEP_LISTS:
+        raise fail(f"--step-list must be one of {', '.join(STEP_LISTS)} (got {sampler['step_list']!r})")
+    steps = STEP_LISTS[sampler["step_list"] or base.step_list]
+    unused = [name for name in PC_ONLY if sampler[name] is not None]
+    if unused and not steps.runs_predictor_corrector:
+        names = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise fail(f"{names} act on a predictor-corrector list; add --step-list esdiff")
     low_rank_cfg = dataclasses.replace(base.low_rank, **{k: v for k, v in low_rank.items() if v is not None})
     return dataclasses.replace(
         base, low_rank=low_rank_cfg, **{k: v for k, v in sampler.items() if v is not None}
@@ -241,6 +265,15 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     start: Annotated[str | None, expert("start", "Start: lmafit, lmafit-noisy or noise.")] = None,
     t_start: Annotated[float | None, expert("t_start", "Time of the first step.", min=1e-4, max=1.0)] = None,
+    t_end: Annotated[
+        float | None, expert("t_end", "Time of the last step (none: the SDE's eps).", min=1e-5, max=1.0)
+    ] = None,
+    step_list: Annotated[
+        str | None,
+        expert(
+            "step_list", "Steps per level: pnp-near, pnp, esdiff (Algorithm 1), no-lowrank, no-prior, x0."
+        ),
+    ] = None,
     snr: Annotated[float | None, expert("snr", "Corrector signal-to-noise ratio.", min=0.0)] = None,
     predictor_noise: Annotated[bool | None, expert("predictor_noise", "Add noise in the predictor.")] = None,
     known_noise: Annotated[
@@ -295,6 +328,8 @@ def command(
             "steps": steps,
             "start": start,
             "t_start": t_start,
+            "t_end": t_end,
+            "step_list": step_list,
             "snr": snr,
             "predictor_noise": predictor_noise,
             "known_noise": known_noise,

@@ -105,3 +105,24 @@ def test_images_sampled_together_are_those_sampled_alone(tiny_model: Path, photo
     together = inpaint_images(observed, knowns, **kwargs)
     for o, k, out in zip(observed, knowns, together, strict=True):
         assert np.array_equal(out, inpaint_image(o, k, **kwargs))
+
+
+def test_each_image_ends_its_schedule_by_its_own_mask(tiny_model: Path, photo: np.ndarray) -> None:
+    """With ``deep_holes`` the last level follows each image's mask (``end_time``): a solid box ends at
+    eps, scattered pixels at ``t_end``. Images whose schedules differ run in their own batches, each bit
+    for bit what it gives alone, and the scattered one is not what a fixed end at eps gives it."""
+    from esdiff.inpaint import inpaint_images
+    from esdiff.sampler import end_time
+
+    small = photo[:130, :200]
+    solid = np.ones(small.shape[:2], dtype=bool)
+    solid[40:80, 60:100] = False
+    knowns = [solid, np.random.default_rng(3).random(small.shape[:2]) > 0.2]
+    observed = [np.where(k[..., None], small, 0.0) for k in knowns]
+    cfg = replace(CHEAP, steps=3, t_start=0.5, t_end=0.3, deep_holes=(0.1, 0.25), patch_batch=5)
+    assert end_time(cfg, knowns[0], 1e-5) is None and end_time(cfg, knowns[1], 1e-5) == 0.3
+    together = inpaint_images(observed, knowns, model=tiny_model, seed=2, config=cfg)
+    for o, k, out in zip(observed, knowns, together, strict=True):
+        assert np.array_equal(out, inpaint_image(o, k, model=tiny_model, seed=2, config=cfg))
+    fixed = inpaint_image(observed[1], knowns[1], model=tiny_model, seed=2, config=replace(cfg, t_end=None))
+    assert not np.array_equal(together[1], fixed)

@@ -198,6 +198,7 @@ def test_sampler_options_reach_the_library(
     sampler += ["--corrector-samples", "2", "--fusion", "mean", "--tiling", "tile", "--state", "mpt"]
     sampler += ["--shifts", "2", "--patch-batch", "9", "--mu", "3", "--rank", "12", "--lmafit-tol", "0.001"]
     sampler += ["--lmafit-max-iter", "77", "--predictor", "ddim", "--corrector-cap", "0.2", "--known-noise"]
+    sampler += ["--step-list", "esdiff", "--t-end", "0.1"]
     result = cli(*base, "--model", str(tiny_model), *sampler, "--seed", "4", "--device", "cpu")
     assert result.exit_code == 0, result.output
     low_rank = dataclasses.replace(
@@ -208,6 +209,8 @@ def test_sampler_options_reach_the_library(
         steps=7,
         start="noise",
         t_start=0.8,
+        t_end=0.1,
+        step_list="esdiff",
         snr=0.1,
         predictor_noise=True,
         known_noise=True,
@@ -236,6 +239,9 @@ def test_sampler_options_reach_the_library(
     )
     assert "--state must be one of rgb, mpt" in error_line(cli(*base, "--state", "hex"))
     assert "--method must be one of esdiff, ncsnpp, aloha" in error_line(cli(*base, "--method", "magic"))
+    assert "--step-list must be one of esdiff, no-lowrank" in error_line(cli(*base, "--step-list", "pc"))
+    unused = error_line(cli(*base, "--predictor", "ddim", "--snr", "0.1"))  # the default list has neither
+    assert "--snr, --predictor act on a predictor-corrector list; add --step-list esdiff" in unused
     assert len(calls) == 5
     from esdiff.prior import Runtime
 

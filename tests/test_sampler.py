@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from esdiff.config import DEFAULT_SAMPLER, LowRankConfig, SamplerConfig
+from esdiff.config import DEFAULT_SAMPLER, PC_SAMPLER, LowRankConfig, SamplerConfig
 from esdiff.image_sampling import Tiles, sample_whole_image
 from esdiff.inpaint import sample_image
 from esdiff.operators import Inpainting
@@ -556,7 +556,7 @@ def test_no_prior_list_is_aloha_with_the_samplers_low_rank_settings(
     monkeypatch.setattr(esdiff.inpaint, "scorer", no_network)
     known = np.random.default_rng(3).random((64, 96)) > 0.8
     observed = np.where(known[..., None], astronaut[:64, :96], 0.0)
-    cfg = replace(DEFAULT_SAMPLER, start="lmafit", steps=3)
+    cfg = replace(PC_SAMPLER, start="lmafit", steps=3)
     out = esdiff.inpaint.inpaint_image(observed, known, model=tiny_model, config=cfg, step_list="no-prior")
     same = aloha.inpaint(observed, known, config=cfg.low_rank, iterations=6, mu=cfg.low_rank.mu)
     assert np.array_equal(out, same)
@@ -602,3 +602,24 @@ def test_near_known_weight_falls_off_with_the_distance_to_a_known_pixel() -> Non
     distance = torch.maximum((rows - 4).abs(), (cols - 4).abs())
     want = torch.where(distance <= 1, 1.0, torch.where(distance == 2, 0.5, 0.0))
     assert torch.equal(weight, want)
+
+
+def test_deep_share_counts_missing_pixels_three_or_more_from_a_known_one() -> None:
+    """A 16 px solid box: the 12 x 12 core of its 256 pixels; a 2 px line and scattered pixels: none;
+    ``end_time`` moves linearly from ``t_end`` to eps between the two shares of ``deep_holes``."""
+    from esdiff.sampler import deep_share, end_time
+
+    known = np.ones((64, 64), dtype=bool)
+    known[20:36, 30:46] = False
+    assert deep_share(known) == pytest.approx(144 / 256)
+    line = np.ones((64, 64), dtype=bool)
+    line[30:32, :] = False
+    assert deep_share(line) == 0.0 and deep_share(np.ones((8, 8), dtype=bool)) == 0.0
+    cfg = replace(DEFAULT_SAMPLER, t_end=0.1, deep_holes=(0.2, 0.5))
+    assert end_time(cfg, line, 1e-5) == 0.1 and end_time(cfg, known, 1e-5) is None
+    half = np.ones((64, 64), dtype=bool)
+    half[:, :8] = False  # 8 columns at the border: columns 0-5 are deep (the border is not known)
+    share = deep_share(half)
+    assert share == pytest.approx(6 / 8)
+    assert end_time(replace(cfg, deep_holes=(0.5, 1.0)), half, 0.0) == pytest.approx(0.1 * (1 - 0.5))
+    assert end_time(replace(cfg, deep_holes=None), known, 1e-5) == 0.1

@@ -53,15 +53,19 @@ def test_training_noise_levels_by_recipe(sde: VESDE) -> None:
     assert float(normal.log().std()) == pytest.approx(1.2, abs=0.05)
 
 
-@pytest.mark.parametrize(("steps", "t_start"), [(1000, 1.0), (25, 0.5), (7, 0.3)])
-def test_noise_schedule_levels(sde: VESDE, steps: int, t_start: float) -> None:
-    """One level per step: sigma(t_start) first, sigma(eps) last, a constant ratio between neighbours."""
-    sigmas, step_vars = noise_schedule(sde, steps, t_start)
+@pytest.mark.parametrize(
+    ("steps", "t_start", "t_end"), [(1000, 1.0, None), (25, 0.5, None), (7, 0.3, None), (25, 0.25, 0.08)]
+)
+def test_noise_schedule_levels(sde: VESDE, steps: int, t_start: float, t_end: float | None) -> None:
+    """One level per step: sigma(t_start) first, sigma(t_end) last (None: sigma(eps)), a constant ratio
+    between neighbours."""
+    sigmas, step_vars = noise_schedule(sde, steps, t_start, t_end)
+    end = sde.eps if t_end is None else t_end
     assert sigmas.shape == step_vars.shape == (steps,)
     assert float(sigmas[0]) == pytest.approx(0.01 * 37800.0**t_start, rel=1e-12)
-    assert float(sigmas[-1]) == pytest.approx(0.01 * 37800.0**sde.eps, rel=1e-12)
+    assert float(sigmas[-1]) == pytest.approx(0.01 * 37800.0**end, rel=1e-12)
     ratios = sigmas[1:] / sigmas[:-1]
-    want = 37800.0 ** (-(t_start - sde.eps) / (steps - 1))
+    want = 37800.0 ** (-(t_start - end) / (steps - 1))
     assert torch.allclose(ratios, torch.full_like(ratios, want), rtol=1e-10)
 
 
