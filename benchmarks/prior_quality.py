@@ -56,10 +56,10 @@ def denoiser(name: str, device: str) -> Any:
 
 def prior_alone(name: str, steps: int, device: str, step_list: str) -> Any:
     """Inpainting with the prior and data consistency only, from noise at t = 1."""
-    from esdiff.config import DEFAULT_SAMPLER
+    from esdiff.config import PC_SAMPLER
     from esdiff.inpaint import inpaint_image
 
-    cfg = replace(DEFAULT_SAMPLER, start="noise", t_start=1.0, steps=steps, fresh_noise=1.0)
+    cfg = replace(PC_SAMPLER, start="noise", t_start=1.0, steps=steps, fresh_noise=1.0)
     model = None if name == "builtin" else name
 
     def run(observed: np.ndarray, known: np.ndarray, seed: int) -> np.ndarray:

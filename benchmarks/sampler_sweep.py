@@ -1,11 +1,11 @@
 """Sampler settings and models side by side on centre crops of lsun100 photos (never train10).
 
 Each run is ``NAME=MODEL|CONFIG[|STEPS]``: MODEL a checkpoint path (``builtin`` for the built-in one),
-CONFIG a Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``replace`` and
-``LowRankConfig``, or a baseline's name (``biharmonic``, ``aloha``, ...); STEPS an entry of
-``esdiff.sampler.STEP_LISTS`` (default: the model's). Prints mean PSNR on the whole image and on the
-holes, and CPU seconds per image, for every run and mask (masks seeded by the photo's index); JSON
-with per-image values to ``--out``.
+CONFIG a Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``PC_SAMPLER`` (the
+previous defaults), ``replace`` and ``LowRankConfig``, or a baseline's name (``biharmonic``, ``aloha``,
+...); STEPS an entry of ``esdiff.sampler.STEP_LISTS`` (default: the config's ``step_list``). Prints mean
+PSNR on the whole image and on the holes, and CPU seconds per image, for every run and mask (masks seeded
+by the photo's index); JSON with per-image values to ``--out``.
 
     python benchmarks/sampler_sweep.py --limit 4 --size 256 --masks "random:0.8;caption" \\
         'before=builtin|replace(DEFAULT_SAMPLER, t_start=0.5, predictor="reverse-diffusion")' \\
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esdiff.config import DEFAULT_SAMPLER, LowRankConfig
+from esdiff.config import DEFAULT_SAMPLER, PC_SAMPLER, LowRankConfig
 from esdiff.inpaint import inpaint_image
 from esdiff.io import read_image
 from esdiff.masks import resolve_mask
@@ -41,7 +41,12 @@ def main() -> None:
     parser.add_argument("--masks", default="random:0.8;caption", help="mask specs separated by ;")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sampler_sweep.json"))
     args = parser.parse_args()
-    names = {"DEFAULT_SAMPLER": DEFAULT_SAMPLER, "replace": replace, "LowRankConfig": LowRankConfig}
+    names = {
+        "DEFAULT_SAMPLER": DEFAULT_SAMPLER,
+        "PC_SAMPLER": PC_SAMPLER,
+        "replace": replace,
+        "LowRankConfig": LowRankConfig,
+    }
     files = sorted((args.data / "lsun_bedroom" / "lsun100").iterdir())[: args.limit]
     results = {}
     for run in args.runs:

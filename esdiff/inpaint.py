@@ -53,8 +53,9 @@ def inpaint_image(
     ``sampling="image"``, ``unit="steps"`` counts steps). ``every_patch`` samples every patch of each
     grid, as before patches without a missing pixel were skipped (for tests and comparisons).
     ``runtime``: bf16 autocast and ``torch.compile`` of the network (``esdiff.prior.Runtime``; default
-    neither). ``observe(batch, step, x)`` sees every batch's iterate after each level (patch sampling on
-    one grid only; ``esdiff.oracle``)."""
+    neither). ``observe(batch, step, x)`` sees every batch's iterate after each level (one grid only;
+    with ``sampling="image"`` the windows of the fixed grid that hold a missing pixel; ``esdiff.oracle``).
+    Each image's schedule ends at ``end_time`` of its own mask."""
     (out,) = inpaint_images(
         [observed],
         [known],
