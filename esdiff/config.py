@@ -274,10 +274,12 @@ DEFAULT_SAMPLER = dataclasses.replace(
 validation photos (README, "Measured"); ``SamplerConfig()`` holds SPEC's faithful settings. The
 ``pnp-near`` list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to
 known pixels) from the clean LMaFit start, 25 levels from t = 0.25 (sigma 0.14) down to t = 0.08 (sigma
-0.023, about the error left at random 80 %, where a last denoising still helps; the SDE's eps, sigma
-0.01, lost 0.1-0.2 dB), the image as the state (moving tiles, +0.1 dB at random 90 %), ADMM penalty
-``mu`` 2 (+0.05 over 1 in this list). The predictor-corrector settings it keeps from ``PC_SAMPLER`` act
-only if a predictor-corrector list is chosen."""
+0.023, about the error the completion leaves at random 80 %: ending at the SDE's eps, sigma 0.01, lost
+0.1-0.2 dB at random 80-90 %), except where the mask's holes are deep (``deep_holes``): on their rims a
+last denoising at sigma 0.023 smears and darkens (captions -0.25 dB, 16 px boxes -0.5), so such masks
+end at eps. The image is the state (moving tiles: +0.16 dB at random 90 %); ADMM's ``mu`` stays 1 (2
+gained 0.03-0.09 on random masks and lost 0.5 on captions). The predictor-corrector settings it keeps
+from ``PC_SAMPLER`` act only if a predictor-corrector list is chosen."""
 
 NCSNPP_SAMPLER = dataclasses.replace(
     PC_SAMPLER,

@@ -266,7 +266,7 @@ def command(
     start: Annotated[str | None, expert("start", "Start: lmafit, lmafit-noisy or noise.")] = None,
     t_start: Annotated[float | None, expert("t_start", "Time of the first step.", min=1e-4, max=1.0)] = None,
     t_end: Annotated[
-        float | None, expert("t_end", "Time of the last step (none: the SDE's eps).", min=1e-5, max=1.0)
+        float | None, expert("t_end", "Time of the last step (deep holes: the SDE's eps).", min=1e-5, max=1.0)
     ] = None,
     step_list: Annotated[
         str | None,
