@@ -30,30 +30,10 @@ from esdiff_cli.common import (
     progress_callback,
     runtime_of,
 )
+from esdiff_cli.sampler_options import expert, sampler_config, shown_default
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 STDIO = "-"
-EXPERT = "Sampler options (esdiff, ncsnpp)"
-"""The --help panel of the sampler's expert settings, shown after the everyday options."""
-
-
-def shown_default(name: str, low_rank: bool = False) -> str:
-    """A sampler setting's default as --help shows it, read from the samplers' configs (esdiff's value,
-    then any sampler whose own default differs)."""
-    values = {m: getattr(s.config.low_rank if low_rank else s.config, name) for m, s in SAMPLERS.items()}
-    first, *_ = values.values()
-
-    def text(value: object) -> str:
-        return ("adaptive" if name == "rank" else "none") if value is None else str(value)
-
-    others = [f"{m} {text(v)}" for m, v in values.items() if v != first]
-    return "; ".join([text(first), *others])
-
-
-def expert(name: str, help: str, *, low_rank: bool = False, **limits: Any) -> Any:
-    """A sampler option in the expert panel, its default shown from the samplers' configs."""
-    shown = shown_default(name, low_rank=low_rank)
-    return typer.Option(help=help, show_default=shown, rich_help_panel=EXPERT, **limits)
 
 
 @dataclass(frozen=True)
@@ -171,52 +151,6 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
         job.dest.parent.mkdir(parents=True, exist_ok=True)
         write_image(job.dest, result, image.bit_depth)
     return summary
-
-
-PC_ONLY = (
-    "snr",
-    "predictor_noise",
-    "known_noise",
-    "corrector_samples",
-    "predictor",
-    "corrector_cap",
-    "state",
-)
-"""Sampler options that only the predictor and corrector steps read."""
-
-
-def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
-    """The sampler config ``base`` with the options the user gave; bad values are one error line."""
-    import dataclasses
-    from typing import get_args
-
-    from esdiff.config import FusionMode, PredictorMode, SamplingMode, StartMode, StateMode, TilingMode
-
-    modes = {
-        "start": StartMode,
-        "fusion": FusionMode,
-        "tiling": TilingMode,
-        "state": StateMode,
-        "predictor": PredictorMode,
-        "sampling": SamplingMode,
-    }
-    for name, mode in modes.items():
-        allowed = get_args(mode)
-        if sampler[name] is not None and sampler[name] not in allowed:
-            raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
-    from esdiff.sampler import STEP_LISTS
-
-    if sampler["step_list"] is not None and sampler["step_list"] not in STEP_LISTS:
-        raise fail(f"--step-list must be one of {', '.join(STEP_LISTS)} (got {sampler['step_list']!r})")
-    steps = STEP_LISTS[sampler["step_list"] or base.step_list]
-    unused = [name for name in PC_ONLY if sampler[name] is not None]
-    if unused and not steps.runs_predictor_corrector:
-        names = ", ".join("--" + name.replace("_", "-") for name in unused)
-        raise fail(f"{names} act on a predictor-corrector list; add --step-list esdiff")
-    low_rank_cfg = dataclasses.replace(base.low_rank, **{k: v for k, v in low_rank.items() if v is not None})
-    return dataclasses.replace(
-        base, low_rank=low_rank_cfg, **{k: v for k, v in sampler.items() if v is not None}
-    )
 
 
 def command(
