@@ -199,9 +199,15 @@ class SamplerConfig:
     t_end: float | None = None
     """The time label of the last step; None: the SDE's ``eps`` (SPEC 3), where sigma is ``sigma_min``."""
     deep_holes: tuple[float, float] | None = None
-    """With ``t_end``: deep holes bring the last step back to ``eps``. Below the first share of missing
-    pixels three or more pixels from every known one (``esdiff.sampler.end_time``) the schedule ends at
-    ``t_end``, above the second at ``eps``, linearly in t between; None: ``t_end`` for every mask."""
+    """How deep a mask's holes count (``esdiff.sampler.hole_depth``, 0 to 1): 0 below the first share of
+    missing pixels three or more pixels from every known one, 1 above the second, linear between. Deep
+    holes bring the last step from ``t_end`` back to ``eps`` (linearly in t) and get ``pnp_noise``;
+    None: every mask ends at ``t_end`` and gets ``pnp_noise`` as it is."""
+    pnp_noise: float = 0.0
+    """With the plug-and-play lists (``pnp``, ``pnp-near``): the share, 0 to 1, of the level's noise
+    ``sigma z`` put on the image the denoiser sees, known pixels included (``esdiff.sampler.denoise_pnp``).
+    With ``deep_holes`` the share times the mask's hole depth (0 for random masks and thin text, 1 for
+    solid boxes, captions and brush strokes)."""
     predictor: PredictorMode = "reverse-diffusion"
     """``reverse-diffusion`` (paper) or ``ddim``, the deterministic probability-flow step."""
     predictor_noise: bool = False
@@ -268,6 +274,7 @@ DEFAULT_SAMPLER = dataclasses.replace(
     start="lmafit",
     t_end=0.08,
     deep_holes=(0.1, 0.25),
+    pnp_noise=1.0,
     sampling="image",
 )
 """The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on
@@ -277,8 +284,11 @@ known pixels) from the clean LMaFit start, 25 levels from t = 0.25 (sigma 0.14) 
 0.023, about the error the completion leaves at random 80 %: ending at the SDE's eps, sigma 0.01, lost
 0.1-0.2 dB at random 80-90 %), except where the mask's holes are deep (``deep_holes``): on their rims a
 last denoising at sigma 0.023 smears and darkens (captions -0.25 dB, 16 px boxes -0.5), so such masks
-end at eps. The image is the state (moving tiles: +0.16 dB at random 90 %); ADMM's ``mu`` stays 1 (2
-gained 0.03-0.09 on random masks and lost 0.5 on captions). The predictor-corrector settings it keeps
+end at eps, and the denoiser sees them with the level's noise on every pixel (``pnp_noise``): shown clean
+known pixels and a smooth fill it darkens the rims (16 px boxes +1.2 dB, captions +0.14 with the noise;
+random 80 % -0.3 with it, so scattered holes go without). The image is the state (moving tiles: +0.16
+dB at random 90 %); ADMM's ``mu`` stays 1 (2 gained 0.03-0.09 on random masks and lost 0.5 on
+captions). The predictor-corrector settings it keeps
 from ``PC_SAMPLER`` act only if a predictor-corrector list is chosen."""
 
 NCSNPP_SAMPLER = dataclasses.replace(

@@ -20,7 +20,7 @@ from esdiff.sampler import (
     STEP_LISTS,
     Encoding,
     StepList,
-    end_time,
+    for_mask,
     hole_fill,
     patch_generators,
     sample_patches,
@@ -55,7 +55,7 @@ def inpaint_image(
     ``runtime``: bf16 autocast and ``torch.compile`` of the network (``esdiff.prior.Runtime``; default
     neither). ``observe(batch, step, x)`` sees every batch's iterate after each level (one grid only;
     with ``sampling="image"`` the windows of the fixed grid that hold a missing pixel; ``esdiff.oracle``).
-    Each image's schedule ends at ``end_time`` of its own mask."""
+    Each image runs ``for_mask`` of its own mask (the schedule's end, the plug-and-play noise)."""
     (out,) = inpaint_images(
         [observed],
         [known],
@@ -109,6 +109,8 @@ def inpaint_images(
         raise EsdiffError(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end})")
     if cfg.deep_holes is not None and not 0.0 <= cfg.deep_holes[0] < cfg.deep_holes[1] <= 1.0:
         raise EsdiffError(f"deep_holes must be two shares 0 <= low < high <= 1 (got {cfg.deep_holes})")
+    if not 0.0 <= cfg.pnp_noise <= 1.0:
+        raise EsdiffError(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise})")
     chosen = STEP_LISTS[step_list].for_config(cfg)
     if not 0.0 <= cfg.fresh_noise <= 1.0:
         raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
@@ -141,7 +143,7 @@ def inpaint_images(
         for (dy, dx), wants in zip(shifts, wanted, strict=True)
     ]
     counts = [sum(units) for units in per_image]
-    configs = [replace(cfg, t_end=end_time(cfg, k, sde.eps)) for k in known]
+    configs = [for_mask(cfg, k, sde.eps) for k in known]
     unit = "steps" if whole else "patches"
     means: list[np.ndarray] = []  # the runs' sums, then their means: one buffer per image for any shifts
     for s, (dy, dx) in enumerate(shifts):
@@ -170,7 +172,7 @@ def inpaint_images(
                         observe=None if observe is None else as_patches(observe, image, mask, cfg),
                     )
                 )
-        else:  # images whose schedules differ (``end_time``) cannot share batches: one group each
+        else:  # images whose resolved configs differ (``for_mask``) cannot share batches: one group each
             runs = [np.empty(0)] * len(padded)
             before = 0
             for one in dict.fromkeys(configs):

@@ -144,7 +144,7 @@ def oracle_inpaint(
     or below ``PATIENCE_SIGMA``. Known pixels of all three images are ``image``'s."""
     from esdiff.inpaint import inpaint_image
     from esdiff.prior import load
-    from esdiff.sampler import end_time, noise_schedule
+    from esdiff.sampler import for_mask, noise_schedule
 
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
@@ -154,7 +154,7 @@ def oracle_inpaint(
     observed = np.where(known[..., None], image, 0.0)
     height, width = known.shape
     sde = load(str(model) if model else None, device)[2]
-    sigmas, _ = noise_schedule(sde, cfg.steps, cfg.t_start, end_time(cfg, known, sde.eps))
+    sigmas, _ = noise_schedule(sde, cfg.steps, cfg.t_start, for_mask(cfg, known, sde.eps).t_end)
     counts_from = 1 + int((sigmas > PATIENCE_SIGMA).sum())
     tracker = Tracker(image, observed, make_grid(height, width, cfg.tiling), cfg.steps, patience, counts_from)
     final = inpaint_image(

@@ -204,11 +204,21 @@ def near_known_weight(known: Tensor) -> Tensor:
     return (within(known, 1).float() + within(known, 2).float()) / 2
 
 
+def denoise_pnp(state: State, ctx: Context) -> State:
+    """``denoise`` as the plug-and-play lists run it: with ``cfg.pnp_noise`` the image first gets that
+    share of the level's noise, ``pnp_noise sigma z``, known pixels included, so the network sees an image
+    as noisy as it is told; a clean image told ``sigma`` comes back darkened and smeared (measured on
+    solid holes: README)."""
+    share = ctx.cfg.pnp_noise
+    noisy = replace(state, x=state.x + share * ctx.sigma * ctx.noise(state.x)) if share else state
+    return denoise(noisy, ctx)
+
+
 def denoise_near_known(state: State, ctx: Context) -> State:
-    """``denoise``, its estimate taken only near known pixels (``near_known_weight``): inside a wide hole
-    the state keeps the low-rank estimate, which the denoiser, shown a smooth fill between clean known
-    pixels, would darken and smear (measured: README)."""
-    clean = denoise(state, ctx)
+    """``denoise_pnp``, its estimate taken only near known pixels (``near_known_weight``): inside a wide
+    hole the state keeps the low-rank estimate, which the denoiser, shown a smooth fill between clean
+    known pixels, would darken and smear (measured: README)."""
+    clean = denoise_pnp(state, ctx)
     weight = near_known_weight(ctx.op.mask).to(state.x.dtype)
     return replace(clean, x=torch.lerp(state.x, clean.x, weight))
 
@@ -236,7 +246,8 @@ class StepList:
     @property
     def calls_network(self) -> bool:
         """A step of the list runs the network (every list but ``no-prior``)."""
-        return any(f in (predictor, corrector, denoise, denoise_near_known) for f in self.functions)
+        network = (predictor, corrector, denoise, denoise_pnp, denoise_near_known)
+        return any(f in network for f in self.functions)
 
     @property
     def runs_predictor_corrector(self) -> bool:
@@ -263,7 +274,7 @@ STEP_LISTS: dict[str, StepList] = {
     "x0": StepList((denoise, low_rank, data_consistency, renoise), needs_low_rank=True, on_clean=True),
     "x0-no-lowrank": StepList((denoise, data_consistency, renoise), needs_low_rank=False, on_clean=True),
     "no-prior": StepList((low_rank, data_consistency, low_rank, data_consistency), needs_low_rank=True),
-    "pnp": StepList((low_rank, data_consistency, denoise, data_consistency), needs_low_rank=True),
+    "pnp": StepList((low_rank, data_consistency, denoise_pnp, data_consistency), needs_low_rank=True),
     "pnp-near": StepList(
         (low_rank, data_consistency, denoise_near_known, data_consistency), needs_low_rank=True
     ),
@@ -322,15 +333,33 @@ def deep_share(known: np.ndarray) -> float:
     return float((~within(mask, 2)).sum()) / missing if missing else 0.0
 
 
+def hole_depth(cfg: SamplerConfig, known: np.ndarray) -> float:
+    """How deep the holes of ``known [H, W]`` count, 0 to 1: 0 below the first share of ``cfg.deep_holes``
+    of missing pixels three or more pixels from every known one (``deep_share``), 1 above the second,
+    linear between; 0 without ``deep_holes``."""
+    if cfg.deep_holes is None:
+        return 0.0
+    low, high = cfg.deep_holes
+    return min(max((deep_share(known) - low) / (high - low), 0.0), 1.0)
+
+
 def end_time(cfg: SamplerConfig, known: np.ndarray, eps: float) -> float | None:
     """The last step's time for an image with mask ``known``: ``cfg.t_end``, moved towards ``eps`` by the
-    share of deep hole pixels (``deep_share``) between the two bounds of ``cfg.deep_holes`` (None: all
-    the way, the SDE's own end)."""
+    mask's ``hole_depth`` (None: all the way, the SDE's own end)."""
     if cfg.t_end is None or cfg.deep_holes is None:
         return cfg.t_end
-    low, high = cfg.deep_holes
-    toward_eps = min(max((deep_share(known) - low) / (high - low), 0.0), 1.0)
-    return None if toward_eps == 1.0 else cfg.t_end + toward_eps * (eps - cfg.t_end)
+    depth = hole_depth(cfg, known)
+    return None if depth == 1.0 else cfg.t_end + depth * (eps - cfg.t_end)
+
+
+def for_mask(cfg: SamplerConfig, known: np.ndarray, eps: float) -> SamplerConfig:
+    """``cfg`` as it runs on an image with mask ``known``: with ``deep_holes``, the schedule's end
+    (``end_time``) and the plug-and-play noise (``pnp_noise`` times ``hole_depth``) set for that mask and
+    the rule itself dropped, so a resolved config resolves to itself."""
+    if cfg.deep_holes is None:
+        return cfg
+    noise = cfg.pnp_noise * hole_depth(cfg, known)
+    return replace(cfg, t_end=end_time(cfg, known, eps), pnp_noise=noise, deep_holes=None)
 
 
 def noise_schedule(

@@ -202,6 +202,10 @@ def command(
     t_end: Annotated[
         float | None, expert("t_end", "Time of the last step (deep holes: the SDE's eps).", min=1e-5, max=1.0)
     ] = None,
+    pnp_noise: Annotated[
+        float | None,
+        expert("pnp_noise", "Share of the level's noise on the denoiser's input (deep holes).", min=0, max=1),
+    ] = None,
     step_list: Annotated[
         str | None,
         expert(
@@ -263,6 +267,7 @@ def command(
             "start": start,
             "t_start": t_start,
             "t_end": t_end,
+            "pnp_noise": pnp_noise,
             "step_list": step_list,
             "snr": snr,
             "predictor_noise": predictor_noise,

@@ -352,3 +352,25 @@ def test_full_disk_names_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     line = error_line(result)
     assert line == f"error: {tmp_path / 'out.png'}: cannot write (No space left on device)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]
+
+
+def test_shipped_model_fills_a_solid_box_with_the_pnp_noise(tmp_path: Path) -> None:
+    """A 16 px box on a smooth part of scikit-image's coffee (256 x 256, box at x 60, y 160): the defaults,
+    whose denoiser sees deep holes with the level's noise, fill it 1.9 dB better than the same sampler
+    without that noise (measured, torch 2.13, CPU: 35.64 against 33.76 dB in the hole; biharmonic
+    36.75). The floor: 1 dB above the sampler without the noise and within 1.5 dB of biharmonic."""
+    from skimage import data, transform
+
+    src = tmp_path / "coffee.png"
+    pixels = transform.resize(data.coffee(), (256, 256), anti_aliasing=True)
+    write_image(src, pixels.astype(np.float32))
+    psnr = {}
+    runs = {"esdiff": [], "no-noise": ["--pnp-noise", "0"], "biharmonic": ["--method", "biharmonic"]}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.png"
+        args = ["--mask", "box:60,160,16,16", *extra, "--gt", str(src), "-o", str(out)]
+        result = cli("inpaint", str(src), *args, "--json", "-q", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        psnr[name] = json.loads(result.stdout)["metrics"]["psnr_missing"]
+    assert psnr["esdiff"] > psnr["no-noise"] + 1.0, psnr
+    assert psnr["esdiff"] > psnr["biharmonic"] - 1.5, psnr

@@ -623,3 +623,46 @@ def test_deep_share_counts_missing_pixels_three_or_more_from_a_known_one() -> No
     assert share == pytest.approx(6 / 8)
     assert end_time(replace(cfg, deep_holes=(0.5, 1.0)), half, 0.0) == pytest.approx(0.1 * (1 - 0.5))
     assert end_time(replace(cfg, deep_holes=None), known, 1e-5) == 0.1
+
+
+def test_pnp_noise_puts_that_share_of_the_level_on_the_denoisers_input() -> None:
+    """``denoise_pnp`` with a zero score returns its input: with ``pnp_noise`` 0 the state itself, bit for
+    bit (no draw), with 0.5 the state plus noise of standard deviation ``0.5 sigma`` on every pixel, known
+    ones included, drawn from the patches' own generators."""
+    from esdiff.sampler import denoise_pnp, patch_generators
+
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    known = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1)) > 0.5
+
+    def run(share: float) -> torch.Tensor:
+        cfg = replace(SamplerConfig(), pnp_noise=share)
+        ctx = Context(
+            lambda psi, s: torch.zeros_like(psi), Encoding(None), Inpainting(known), x * known, cfg,
+            patch_generators(4, [0, 1]), 0.2, 0.01,
+        )  # fmt: skip
+        return denoise_pnp(State(x.clone(), None), ctx).x
+
+    assert torch.equal(run(0.0), x)
+    moved = run(0.5) - x
+    for where in (known.expand_as(x), ~known.expand_as(x)):
+        assert float(moved[where].std()) == pytest.approx(0.5 * 0.2, rel=0.03)
+    assert torch.equal(run(0.5), run(0.5))
+
+
+def test_for_mask_gives_only_deep_holes_the_pnp_noise() -> None:
+    """``for_mask``: a solid box (hole depth 1) ends at eps with the full ``pnp_noise``, scattered pixels
+    (depth 0) at ``t_end`` without it; the result resolves to itself; without ``deep_holes`` the config
+    is used as it is."""
+    from esdiff.sampler import for_mask, hole_depth
+
+    box = np.ones((64, 64), dtype=bool)
+    box[20:40, 20:40] = False
+    scattered = np.random.default_rng(0).random((64, 64)) > 0.8
+    cfg = replace(DEFAULT_SAMPLER, t_end=0.08, deep_holes=(0.1, 0.25), pnp_noise=0.7)
+    deep, shallow = for_mask(cfg, box, 1e-5), for_mask(cfg, scattered, 1e-5)
+    assert hole_depth(cfg, box) == 1.0 and hole_depth(cfg, scattered) == 0.0
+    assert (deep.t_end, deep.pnp_noise) == (None, 0.7)
+    assert (shallow.t_end, shallow.pnp_noise) == (0.08, 0.0)
+    assert for_mask(deep, scattered, 1e-5) == deep and for_mask(shallow, box, 1e-5) == shallow
+    literal = replace(cfg, deep_holes=None)
+    assert for_mask(literal, scattered, 1e-5) == literal
