@@ -199,7 +199,7 @@ class SamplerConfig:
     t_end: float | None = None
     """The time label of the last step; None: the SDE's ``eps`` (SPEC 3), where sigma is ``sigma_min``."""
     deep_holes: tuple[float, float] | None = None
-    """How deep a mask's holes count (``esdiff.sampler.hole_depth``, 0 to 1): 0 below the first share of
+    """How deep a mask's holes count (``esdiff.schedule.hole_depth``, 0 to 1): 0 below the first share of
     missing pixels three or more pixels from every known one, 1 above the second, linear between. Deep
     holes bring the last step from ``t_end`` back to ``eps`` (linearly in t) and get ``pnp_noise``;
     None: every mask ends at ``t_end`` and gets ``pnp_noise`` as it is."""
@@ -288,8 +288,8 @@ end at eps, and the denoiser sees them with the level's noise on every pixel (``
 known pixels and a smooth fill it darkens the rims (16 px boxes +1.2 dB, captions +0.14 with the noise;
 random 80 % -0.3 with it, so scattered holes go without). The image is the state (moving tiles: +0.16
 dB at random 90 %); ADMM's ``mu`` stays 1 (2 gained 0.03-0.09 on random masks and lost 0.5 on
-captions). The predictor-corrector settings it keeps
-from ``PC_SAMPLER`` act only if a predictor-corrector list is chosen."""
+captions). The predictor-corrector settings it keeps from ``PC_SAMPLER`` act only if a
+predictor-corrector list is chosen."""
 
 NCSNPP_SAMPLER = dataclasses.replace(
     PC_SAMPLER,

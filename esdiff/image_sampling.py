@@ -32,10 +32,10 @@ from esdiff.sampler import (
     StepList,
     hole_fill,
     low_rank,
-    noise_schedule,
     patch_generators,
     start_state,
 )
+from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
 
 P = PATCH_SIZE

@@ -20,11 +20,11 @@ from esdiff.sampler import (
     STEP_LISTS,
     Encoding,
     StepList,
-    for_mask,
     hole_fill,
     patch_generators,
     sample_patches,
 )
+from esdiff.schedule import for_mask
 from esdiff.sde import VESDE
 
 

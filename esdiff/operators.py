@@ -1,7 +1,9 @@
-"""The inpainting forward model ``y = D x`` and its data-consistency step (paper Eqs. 21-22)."""
+"""The inpainting forward model ``y = D x`` and its data-consistency step (paper Eqs. 21-22), and which
+pixels lie near a known one."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -31,3 +33,9 @@ class Inpainting:
         mask = self.mask.to(z.device)
         known = y if lam == 0 else (y + lam * z) / (1.0 + lam)
         return z.where(~mask, known.to(z.dtype))
+
+
+def within(known: Tensor, r: int) -> Tensor:
+    """``[..., h, w]`` bool: the pixels at Chebyshev distance ``r`` or less from a known one (``known [B,
+    1, h, w]`` or ``[1, 1, h, w]``; outside the frame nothing is known)."""
+    return torch.nn.functional.max_pool2d(known.float(), 2 * r + 1, stride=1, padding=r) > 0

@@ -144,7 +144,7 @@ def oracle_inpaint(
     or below ``PATIENCE_SIGMA``. Known pixels of all three images are ``image``'s."""
     from esdiff.inpaint import inpaint_image
     from esdiff.prior import load
-    from esdiff.sampler import for_mask, noise_schedule
+    from esdiff.schedule import for_mask, noise_schedule
 
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:

@@ -30,7 +30,8 @@ from torch import Tensor
 from esdiff.config import FusionMode, SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
 from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, init_low_rank
-from esdiff.operators import Inpainting
+from esdiff.operators import Inpainting, within
+from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
 from esdiff.transforms import fuse, mpt
 
@@ -192,12 +193,6 @@ def denoise(state: State, ctx: Context) -> State:
     return replace(state, x=clean, eps=(state.x - clean) / ctx.sigma, psi=None, psi_x=None)
 
 
-def within(known: Tensor, r: int) -> Tensor:
-    """``[..., h, w]`` bool: the pixels at Chebyshev distance ``r`` or less from a known one (``known [B,
-    1, h, w]`` or ``[1, 1, h, w]``; outside the frame nothing is known)."""
-    return torch.nn.functional.max_pool2d(known.float(), 2 * r + 1, stride=1, padding=r) > 0
-
-
 def near_known_weight(known: Tensor) -> Tensor:
     """``[B, 1, h, w]`` weights of the ``pnp-near`` list: 1 on known pixels and on missing pixels next to
     one (Chebyshev distance 1), 0.5 at distance 2, 0 farther inside a hole."""
@@ -322,56 +317,6 @@ def hole_fill(
         return None
     holes = image_hole_fill(observed, known, cfg.low_rank)
     return None if holes is None else holes.float()
-
-
-def deep_share(known: np.ndarray) -> float:
-    """The share of the missing pixels of ``known [H, W]`` that lie three or more pixels (Chebyshev) from
-    every known pixel: about 0 for scattered holes and thin text (random 80 %: 0.006, 90 %: 0.09), a
-    quarter and more for captions, solid boxes and brush strokes."""
-    mask = torch.from_numpy(np.ascontiguousarray(known))[None, None]
-    missing = int((~mask).sum())
-    return float((~within(mask, 2)).sum()) / missing if missing else 0.0
-
-
-def hole_depth(cfg: SamplerConfig, known: np.ndarray) -> float:
-    """How deep the holes of ``known [H, W]`` count, 0 to 1: 0 below the first share of ``cfg.deep_holes``
-    of missing pixels three or more pixels from every known one (``deep_share``), 1 above the second,
-    linear between; 0 without ``deep_holes``."""
-    if cfg.deep_holes is None:
-        return 0.0
-    low, high = cfg.deep_holes
-    return min(max((deep_share(known) - low) / (high - low), 0.0), 1.0)
-
-
-def end_time(cfg: SamplerConfig, known: np.ndarray, eps: float) -> float | None:
-    """The last step's time for an image with mask ``known``: ``cfg.t_end``, moved towards ``eps`` by the
-    mask's ``hole_depth`` (None: all the way, the SDE's own end)."""
-    if cfg.t_end is None or cfg.deep_holes is None:
-        return cfg.t_end
-    depth = hole_depth(cfg, known)
-    return None if depth == 1.0 else cfg.t_end + depth * (eps - cfg.t_end)
-
-
-def for_mask(cfg: SamplerConfig, known: np.ndarray, eps: float) -> SamplerConfig:
-    """``cfg`` as it runs on an image with mask ``known``: with ``deep_holes``, the schedule's end
-    (``end_time``) and the plug-and-play noise (``pnp_noise`` times ``hole_depth``) set for that mask and
-    the rule itself dropped, so a resolved config resolves to itself."""
-    if cfg.deep_holes is None:
-        return cfg
-    noise = cfg.pnp_noise * hole_depth(cfg, known)
-    return replace(cfg, t_end=end_time(cfg, known, eps), pnp_noise=noise, deep_holes=None)
-
-
-def noise_schedule(
-    sde: VESDE, steps: int, t_start: float = 1.0, t_end: float | None = None
-) -> tuple[Tensor, Tensor]:
-    """Levels ``sigma(t_i)`` on ``t = linspace(t_start, t_end, steps)`` (``t_end`` None: the SDE's eps) and
-    the reverse-diffusion step variances ``sigma_i^2 - sigma_{i+1}^2`` (the last level steps to 0), as
-    score_sde discretises."""
-    end = sde.eps if t_end is None else t_end
-    sigmas = sde.sigma(torch.linspace(t_start, end, steps, dtype=torch.float64))
-    lower = torch.cat([sigmas[1:], sigmas.new_zeros(1)])
-    return sigmas, sigmas**2 - lower**2
 
 
 def sample_patches(

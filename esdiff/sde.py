@@ -2,7 +2,7 @@
 
 Forward process ``dx = sqrt(d sigma^2 / dt) dw`` with ``sigma(t) = sigma_min (sigma_max / sigma_min) ** t``:
 the perturbation kernel is ``p_t(x | x0) = N(x0, sigma(t)^2 I)``. Times run over ``[eps, 1]``.
-The sampler's discretisation of the reverse process is ``esdiff.sampler.noise_schedule``.
+The sampler's discretisation of the reverse process is ``esdiff.schedule.noise_schedule``.
 """
 
 from __future__ import annotations

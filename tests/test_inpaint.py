@@ -112,7 +112,7 @@ def test_each_image_ends_its_schedule_by_its_own_mask(tiny_model: Path, photo: n
     eps, scattered pixels at ``t_end``. Images whose schedules differ run in their own batches, each bit
     for bit what it gives alone, and the scattered one is not what a fixed end at eps gives it."""
     from esdiff.inpaint import inpaint_images
-    from esdiff.sampler import end_time
+    from esdiff.schedule import end_time
 
     small = photo[:130, :200]
     solid = np.ones(small.shape[:2], dtype=bool)

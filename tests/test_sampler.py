@@ -607,7 +607,7 @@ def test_near_known_weight_falls_off_with_the_distance_to_a_known_pixel() -> Non
 def test_deep_share_counts_missing_pixels_three_or_more_from_a_known_one() -> None:
     """A 16 px solid box: the 12 x 12 core of its 256 pixels; a 2 px line and scattered pixels: none;
     ``end_time`` moves linearly from ``t_end`` to eps between the two shares of ``deep_holes``."""
-    from esdiff.sampler import deep_share, end_time
+    from esdiff.schedule import deep_share, end_time
 
     known = np.ones((64, 64), dtype=bool)
     known[20:36, 30:46] = False
@@ -653,7 +653,7 @@ def test_for_mask_gives_only_deep_holes_the_pnp_noise() -> None:
     """``for_mask``: a solid box (hole depth 1) ends at eps with the full ``pnp_noise``, scattered pixels
     (depth 0) at ``t_end`` without it; the result resolves to itself; without ``deep_holes`` the config
     is used as it is."""
-    from esdiff.sampler import for_mask, hole_depth
+    from esdiff.schedule import for_mask, hole_depth
 
     box = np.ones((64, 64), dtype=bool)
     box[20:40, 20:40] = False

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from esdiff.config import SDEConfig
-from esdiff.sampler import noise_schedule
+from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
 
 
