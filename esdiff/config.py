@@ -175,6 +175,13 @@ class LowRankConfig:
     """Hankel rows with no known entry (inside a solid hole) have a zero completion. ``biharmonic``: in a
     patch with such rows, each row's estimate counts by the fraction of its window that is known, the rest
     comes from a biharmonic interpolation of the patch; ``none`` leaves the completion as it is."""
+    trend: float | None = None
+    """Pixels ``window`` or more from every known one lie in no Hankel row with a known entry, so the
+    completion's nuclear norm alone decides them and pulls them towards zero: solid holes come back dark
+    and grey. With a number, the sampler's completion of each patch that holds such a pixel is of the
+    image less a smooth trend (``lowrank.image_trend``: a normalised Gaussian blur with that standard
+    deviation in pixels of the known pixels and the solid-hole fill), so they are pulled towards the
+    trend instead; None: no trend (SPEC, ALOHA)."""
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)
@@ -270,6 +277,7 @@ multiplier undoes the network's step; README, "What the learned prior adds")."""
 
 DEFAULT_SAMPLER = dataclasses.replace(
     PC_SAMPLER,
+    low_rank=dataclasses.replace(PC_SAMPLER.low_rank, trend=8.0),
     step_list="pnp-near",
     start="lmafit",
     t_end=0.08,

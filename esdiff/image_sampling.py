@@ -21,7 +21,7 @@ from torch import Tensor
 
 from esdiff.config import PATCH_SIZE, SamplerConfig
 from esdiff.errors import EsdiffError
-from esdiff.lowrank import LowRankState
+from esdiff.lowrank import LowRankState, patch_trend
 from esdiff.operators import Inpainting
 from esdiff.patches import PAD, PatchGrid, make_grid
 from esdiff.sampler import (
@@ -31,6 +31,7 @@ from esdiff.sampler import (
     Step,
     StepList,
     hole_fill,
+    hole_trend,
     low_rank,
     patch_generators,
     start_state,
@@ -159,13 +160,16 @@ def sample_whole_image(
     k_active = k_patches[lr.active]
     holes = hole_fill(observed, known, cfg, step_list)
     fills = None if holes is None else grid.cut(holes.to(device))[lr.active]
+    trend = hole_trend(observed, known, holes, cfg, step_list)  # cut like the state: mirrored margins
+    trends = None if trend is None else (lr.cut(trend[0].to(device)), grid.cut(trend[1].to(device)))
     generators = patch_generators(seed, lr.active.tolist(), device)
     starts = []
     for first in range(0, len(lr.active), cfg.patch_batch):
         part = slice(first, first + cfg.patch_batch)
         ctx = _on(base, y_patches[part], k_active[part], generators[part])
         fill = None if fills is None else fills[part]
-        state = start_state(y_patches[part], k_active[part], ctx, step_list, fill)
+        gated = None if trends is None else patch_trend(trends[0][part], trends[1][lr.active[part]])
+        state = start_state(y_patches[part], k_active[part], ctx, step_list, fill, trend=gated)
         lr.states.append(state.lowrank_state)
         starts.append(state.x)
     x = y if not starts else lr.stitch(y, torch.cat(starts))

@@ -14,6 +14,7 @@ from torch import Tensor
 from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
+from esdiff.lowrank import patch_trend
 from esdiff.patches import GRID_SHIFTS, PatchBatch, PatchGrid, fill_images, make_grid, patches_to_fill
 from esdiff.prior import Runtime, load, scorer
 from esdiff.sampler import (
@@ -21,6 +22,7 @@ from esdiff.sampler import (
     Encoding,
     StepList,
     hole_fill,
+    hole_trend,
     patch_generators,
     sample_patches,
 )
@@ -109,6 +111,8 @@ def inpaint_images(
         raise EsdiffError(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end})")
     if cfg.deep_holes is not None and not 0.0 <= cfg.deep_holes[0] < cfg.deep_holes[1] <= 1.0:
         raise EsdiffError(f"deep_holes must be two shares 0 <= low < high <= 1 (got {cfg.deep_holes})")
+    if cfg.low_rank.trend is not None and not cfg.low_rank.trend > 0.0:
+        raise EsdiffError(f"the low-rank trend's blur must be above 0 pixels (got {cfg.low_rank.trend})")
     if not 0.0 <= cfg.pnp_noise <= 1.0:
         raise EsdiffError(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise})")
     chosen = STEP_LISTS[step_list].for_config(cfg)
@@ -288,6 +292,7 @@ def sample_images(
     masks = [torch.from_numpy(np.ascontiguousarray(k)) for k in known]
     fixed = fixed_batch(score, cfg.patch_batch)
     holes = [hole_fill(o, k, cfg, step_list) for o, k in zip(observed, known, strict=True)]
+    trends = [hole_trend(o, k, h, cfg, step_list) for o, k, h in zip(observed, known, holes, strict=True)]
     grids = [make_grid(k.shape[0], k.shape[1], cfg.tiling) for k in known]
 
     def fill(batch: PatchBatch) -> Tensor:
@@ -295,6 +300,7 @@ def sample_images(
             progress(batch.done + len(batch.indices) * step / steps, batch.total)
 
         rows, given = batch_fill(batch, grids, holes)
+        trend = batch_trend(batch, grids, trends)
         return sample_patches(
             fixed,
             encoding,
@@ -308,6 +314,7 @@ def sample_images(
             None if rows is None else rows.to(device),
             None if observe is None else partial(observe, batch),
             None if given is None else given.to(device),
+            None if trend is None else trend.to(device),
         )
 
     out = fill_images(
@@ -335,6 +342,22 @@ def batch_fill(
     blank = [torch.zeros(3, g.height, g.width) if h is None else h for g, h in zip(grids, holes, strict=True)]
     given = torch.cat([torch.full((rows.stop - rows.start,), holes[i] is not None) for i, rows in runs])
     return batch.cut(grids, blank), given
+
+
+def batch_trend(
+    batch: PatchBatch, grids: Sequence[PatchGrid], trends: Sequence[tuple[Tensor, Tensor] | None]
+) -> Tensor | None:
+    """The batch's ``lowrank.patch_trend`` from its images' ``sampler.hole_trend`` (zero on the patches
+    of images without one); None when no patch of the batch holds a deep pixel."""
+    runs = batch.runs()
+    if all(trends[i] is None for i, _ in runs):
+        return None
+    images, deep = [], []
+    for grid, pair in zip(grids, trends, strict=True):
+        size = (grid.height, grid.width)
+        images.append(torch.zeros(3, *size) if pair is None else pair[0])
+        deep.append(torch.zeros(1, *size, dtype=torch.bool) if pair is None else pair[1])
+    return patch_trend(batch.cut(grids, images), batch.cut(grids, deep))
 
 
 def fixed_batch(score: Callable[[Tensor, float], Tensor], size: int) -> Callable[[Tensor, float], Tensor]:

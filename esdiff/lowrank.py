@@ -1,5 +1,6 @@
 """Low-rank Hankel machinery: the LMaFit start (SPEC 3.2-3.3, LMaFit itself in ``esdiff.lmafit``), one
-ADMM iteration (Eqs. 17-20), and the interpolation of solid holes the start blends in.
+ADMM iteration (Eqs. 17-20), the interpolation of solid holes the start blends in, and the smooth trend
+the completion of deep holes runs around.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class LowRankState:
     U: Tensor
     V: Tensor
     L: Tensor
+    trend: Tensor | None = None
+    """``[B, C, P, P]``: the completion is of ``x - trend`` (``patch_trend``); None: of ``x``."""
 
 
 def interpolate(y_patches: Tensor, known_patches: Tensor, which: Tensor | None = None) -> Tensor:
@@ -69,15 +72,24 @@ def solid_hole_fill(observed: np.ndarray, known: np.ndarray, window: int, reach:
     completion has nothing to go on there, and an interpolation of the patch alone fails once the hole
     fills the patch. The missing pixels within ``reach`` (the patch size) of a solid window are
     interpolated, from the known pixels around them, so a random or thin-text mask costs nothing."""
-    from scipy import ndimage
     from skimage.restoration import inpaint_biharmonic
+
+    near = solid_hole_region(known, window, reach)
+    if near is None:
+        return None
+    return inpaint_biharmonic(observed, near, channel_axis=-1, split_into_regions=True)
+
+
+def solid_hole_region(known: np.ndarray, window: int, reach: int) -> np.ndarray | None:
+    """``[H, W]`` bool: the missing pixels ``solid_hole_fill`` interpolates, those within ``reach`` of a
+    ``window x window`` window that holds no known pixel; None where there is no such window."""
+    from scipy import ndimage
 
     missing = ~known
     solid = ndimage.binary_erosion(missing, np.ones((window, window), dtype=bool), border_value=1)
     if not solid.any() or not known.any():
         return None
-    near = ndimage.maximum_filter(solid, size=2 * reach + window) & missing
-    return inpaint_biharmonic(observed, near, channel_axis=-1, split_into_regions=True)
+    return ndimage.maximum_filter(solid, size=2 * reach + window) & missing
 
 
 def image_hole_fill(observed: np.ndarray, known: np.ndarray, cfg: LowRankConfig) -> Tensor | None:
@@ -89,6 +101,52 @@ def image_hole_fill(observed: np.ndarray, known: np.ndarray, cfg: LowRankConfig)
     return None if filled is None else torch.from_numpy(filled).permute(2, 0, 1)
 
 
+def deep_pixels(known: np.ndarray, window: int) -> np.ndarray:
+    """``[H, W]`` bool: the missing pixels ``window`` or more pixels (Chebyshev) from every known one, so
+    that no ``window x window`` Hankel row through them holds a known entry: only the completion's
+    nuclear norm decides them, and it pulls them towards zero (black)."""
+    from scipy import ndimage
+
+    return ~ndimage.binary_dilation(known, np.ones((2 * window - 1,) * 2, dtype=bool))
+
+
+def image_trend(
+    observed: np.ndarray, known: np.ndarray, holes: Tensor | None, cfg: LowRankConfig
+) -> tuple[Tensor, Tensor] | None:
+    """``([C, H, W], [1, H, W] bool)``: the smooth trend the completion of deep holes runs around and the
+    ``deep_pixels`` that call for it; None when ``cfg.trend`` is None or no pixel is deep.
+
+    The trend is a normalised Gaussian blur (standard deviation ``cfg.trend`` pixels) of the known
+    pixels and of the solid-hole fill ``holes`` (``image_hole_fill``, where given) over the pixels it
+    fills: the known image's large-scale shading, and the interpolation's inside solid holes."""
+    if cfg.trend is None:
+        return None
+    deep = deep_pixels(known, cfg.window)
+    if not deep.any():
+        return None
+    from scipy import ndimage
+
+    near = solid_hole_region(known, cfg.window, PATCH_SIZE) if holes is not None else None
+    weight = (known if near is None else known | near).astype(np.float64)
+    image = observed if holes is None else holes.permute(1, 2, 0).double().numpy()
+    blurred = [ndimage.gaussian_filter(image[..., c] * weight, cfg.trend) for c in range(image.shape[-1])]
+    total = np.maximum(ndimage.gaussian_filter(weight, cfg.trend), 1e-12)
+    trend = np.stack(blurred) / total
+    return torch.from_numpy(trend).to(torch.float32), torch.from_numpy(deep)[None]
+
+
+def patch_trend(trend: Tensor | None, deep: Tensor | None) -> Tensor | None:
+    """Patches ``[B, C, P, P]`` of ``image_trend``'s trend kept where the patch holds a deep pixel (``deep
+    [B, 1, P, P]``) and zero elsewhere, so each patch's completion is of the image or of the image less
+    the trend as a whole; None when no patch holds one."""
+    if trend is None or deep is None:
+        return None
+    gate = deep.flatten(1).any(1)
+    if not bool(gate.any()):
+        return None
+    return trend * gate[:, None, None, None].to(trend.dtype)
+
+
 def init_low_rank(
     y_patches: Tensor,
     known_patches: Tensor,
@@ -96,6 +154,7 @@ def init_low_rank(
     *,
     fill: Tensor | None = None,
     fill_given: Tensor | None = None,
+    trend: Tensor | None = None,
     **options: Any,
 ) -> tuple[LowRankState, Tensor, LMaFitResult]:
     """The low-rank start (SPEC 3.2-3.3), shared by ESDiff's sampler and ALOHA: LMaFit on ``H(y D)``
@@ -107,11 +166,16 @@ def init_low_rank(
     one of the whole image; default: ``interpolate`` per patch; ``fill_given [B]``: only those rows of
     ``fill`` are given, the others are interpolated per patch, as without ``fill``). Returns
     the state (in ``cfg.dtype``), the start ``x`` (known pixels exact) and the LMaFit result.
-    ``options`` (``start_rank``, ``rank_step``, ``init``) go to ``lmafit``.
+    ``trend`` (``patch_trend``): the completion is of the patches less the trend, which is added back, and
+    the state keeps it for the ADMM steps. ``options`` (``start_rank``, ``rank_step``, ``init``) go to
+    ``lmafit``.
     """
     dtype = config_dtype(cfg)
     D = known_patches.to(dtype).expand_as(y_patches)
-    y = y_patches.to(dtype) * D
+    base = None if trend is None else trend.to(dtype)
+    y = y_patches.to(dtype) * D if base is None else (y_patches.to(dtype) - base) * D
+    if fill is not None and base is not None:
+        fill = fill.to(dtype) - base
     hy, hk = hankel(y, cfg.window), hankel(D, cfg.window) > 0.5
     fit = lmafit_for(hy, hk, cfg, **options)
     U, V = fit.U, fit.V
@@ -130,4 +194,6 @@ def init_low_rank(
         estimate = torch.lerp(hankel(fill.to(dtype), cfg.window), estimate, share)
     size = (y.shape[-2], y.shape[-1])
     x = Inpainting(known_patches).prox_l2(hankel_pinv(estimate, cfg.window, size), y)
-    return LowRankState(U, V, L0), x, fit
+    if base is not None:
+        x = x + base
+    return LowRankState(U, V, L0, trend), x, fit

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from esdiff.config import FusionMode, SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, init_low_rank
+from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, image_trend, init_low_rank
 from esdiff.operators import Inpainting, within
 from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
@@ -172,12 +172,15 @@ def low_rank(state: State, ctx: Context) -> State:
     lrs = state.lowrank_state
     assert lrs is not None, "low_rank needs the LMaFit start (a StepList with needs_low_rank)"
     window = ctx.cfg.low_rank.window
-    hx = hankel(state.x.to(lrs.U.dtype), window)
+    trend = None if lrs.trend is None else lrs.trend.to(lrs.U.dtype)
+    x = state.x.to(lrs.U.dtype)
+    hx = hankel(x if trend is None else x - trend, window)
     U, V, L, x_lr = admm_step(hx, lrs.U, lrs.V, lrs.L, ctx.cfg.low_rank.mu)
-    x = hankel_pinv(x_lr, window, (state.x.shape[-2], state.x.shape[-1])).to(state.x.dtype)
+    x = hankel_pinv(x_lr, window, (state.x.shape[-2], state.x.shape[-1]))
+    x = (x if trend is None else x + trend).to(state.x.dtype)
     if ctx.cfg.low_rank_weight != 1.0:
         x = torch.lerp(state.x, x, ctx.cfg.low_rank_weight)
-    return replace(state, x=x, lowrank_state=LowRankState(U, V, L))
+    return replace(state, x=x, lowrank_state=LowRankState(U, V, L, lrs.trend))
 
 
 def data_consistency(state: State, ctx: Context) -> State:
@@ -292,14 +295,18 @@ def start_state(
     step_list: StepList,
     fill: Tensor | None = None,
     fill_given: Tensor | None = None,
+    trend: Tensor | None = None,
 ) -> State:
     """The low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U V^T))``, or the lab's
     doubled one with ``low_rank.init = "lab"``; ``fill``: patches of an interpolation for its solid
-    holes, ``lowrank.solid_hole_fill``; ``fill_given``: which of its rows are given), the same plus
-    noise at the first level, or ``y D + sigma_0 z (1 - D)`` (sde)."""
+    holes, ``lowrank.solid_hole_fill``; ``fill_given``: which of its rows are given; ``trend``: the
+    patches' ``lowrank.patch_trend``), the same plus noise at the first level, or ``y D + sigma_0 z (1 -
+    D)`` (sde)."""
     lowrank_state, x = None, None
     if step_list.needs_low_rank or ctx.cfg.start != "noise":
-        lowrank_state, x, _ = init_low_rank(y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given)
+        lowrank_state, x, _ = init_low_rank(
+            y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given, trend=trend
+        )
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
         x = y * known + ctx.sigma * ctx.noise(y) * ~known
@@ -319,6 +326,16 @@ def hole_fill(
     return None if holes is None else holes.float()
 
 
+def hole_trend(
+    observed: np.ndarray, known: np.ndarray, holes: Tensor | None, cfg: SamplerConfig, step_list: StepList
+) -> tuple[Tensor, Tensor] | None:
+    """The image's ``lowrank.image_trend`` (trend ``[3, H, W]``, deep pixels ``[1, H, W]``) when the
+    low-rank start runs (as ``hole_fill``) and ``low_rank.trend`` is set; else None."""
+    if not (step_list.needs_low_rank or cfg.start != "noise"):
+        return None
+    return image_trend(observed * known[..., None], known, holes, cfg.low_rank)
+
+
 def sample_patches(
     score: Callable[[Tensor, float], Tensor],
     encoding: Encoding,
@@ -332,6 +349,7 @@ def sample_patches(
     fill: Tensor | None = None,
     observe: Callable[[int, Tensor], None] | None = None,
     fill_given: Tensor | None = None,
+    trend: Tensor | None = None,
 ) -> Tensor:
     """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
@@ -339,12 +357,13 @@ def sample_patches(
     ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``;
     ``fill_given [B]``: the rows of ``fill`` that are given, the others interpolated per patch).
     ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
+    ``trend``: the patches' ``lowrank.patch_trend`` for the low-rank steps.
     """
     step_list = step_list.for_config(cfg)
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start, cfg.t_end)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
-    state = start_state(y, known, ctx, step_list, fill, fill_given)
+    state = start_state(y, known, ctx, step_list, fill, fill_given, trend)
     for i in range(cfg.steps):
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
         for step in step_list:

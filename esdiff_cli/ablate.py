@@ -37,6 +37,7 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "t-end-eps": {"config": cfg(t_end=None)},
         "t-end-fixed": {"config": cfg(deep_holes=None, pnp_noise=0.0)},
         "pnp-noise-0": {"config": cfg(pnp_noise=0.0)},
+        "no-trend": {"config": low_rank(trend=None)},
         "mu-2": {"config": low_rank(mu=2.0)},
         "paper": {"config": SamplerConfig()},
         "pc": {"config": PC_SAMPLER},

@@ -247,6 +247,15 @@ def command(
     lmafit_max_iter: Annotated[
         int | None, expert("lmafit_max_iter", "LMaFit iteration cap.", low_rank=True, min=1)
     ] = None,
+    trend: Annotated[
+        float | None,
+        expert(
+            "trend",
+            "Blur (px) of the trend deep holes are completed around; 0: none.",
+            low_rank=True,
+            min=0.0,
+        ),
+    ] = None,
     patch_batch: Annotated[
         int | None, expert("patch_batch", "Patches processed at once (memory bound; also ALOHA's).", min=1)
     ] = None,
@@ -282,7 +291,13 @@ def command(
             "shifts": shifts,
             "patch_batch": patch_batch,
         }
-        low_rank = {"mu": mu, "rank": rank, "lmafit_tol": lmafit_tol, "lmafit_max_iter": lmafit_max_iter}
+        low_rank = {
+            "mu": mu,
+            "rank": rank,
+            "lmafit_tol": lmafit_tol,
+            "lmafit_max_iter": lmafit_max_iter,
+            "trend": trend,
+        }
         settings: dict[str, Any] = {}
         runtime = {"bf16": bf16 or None, "compile": compile_net or None}
         if method in SAMPLERS:

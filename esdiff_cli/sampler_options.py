@@ -73,7 +73,10 @@ def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any])
     if unused and not steps.runs_predictor_corrector:
         names = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise fail(f"{names} act on a predictor-corrector list; add --step-list esdiff")
-    low_rank_cfg = dataclasses.replace(base.low_rank, **{k: v for k, v in low_rank.items() if v is not None})
+    given = {k: v for k, v in low_rank.items() if v is not None}
+    if given.get("trend") == 0:
+        given["trend"] = None  # --trend 0: none
+    low_rank_cfg = dataclasses.replace(base.low_rank, **given)
     return dataclasses.replace(
         base, low_rank=low_rank_cfg, **{k: v for k, v in sampler.items() if v is not None}
     )

@@ -237,6 +237,49 @@ def test_solid_hole_fill_is_image_level_and_only_where_needed(astronaut: np.ndar
     assert solid_hole_fill(image * line[..., None], line, 8, 64) is None
 
 
+def test_deep_pixels_lie_a_window_from_every_known_pixel() -> None:
+    """Chebyshev distance 8 or more from every known pixel (no 8x8 Hankel row through them holds a known
+    entry): the 2 x 2 centre of a 16 px box, the centre of a 15 px one, nothing in a 14 px box or in a
+    random 90 % mask; the trend is computed only where there is such a pixel."""
+    from esdiff.lowrank import deep_pixels, image_trend
+
+    def box(size: int) -> np.ndarray:
+        known = np.ones((64, 64), dtype=bool)
+        known[20 : 20 + size, 30 : 30 + size] = False
+        return known
+
+    want = np.zeros((64, 64), dtype=bool)
+    want[27:29, 37:39] = True
+    np.testing.assert_array_equal(deep_pixels(box(16), 8), want)
+    assert np.argwhere(deep_pixels(box(15), 8)).tolist() == [[27, 37]]
+    assert not deep_pixels(box(14), 8).any()
+    scattered = np.random.default_rng(0).random((64, 64)) > 0.9
+    assert not deep_pixels(scattered, 8).any()
+    image = np.random.default_rng(1).random((64, 64, 3))
+    cfg = LowRankConfig(trend=8.0)
+    assert image_trend(image, scattered, None, cfg) is None
+    assert image_trend(image, box(16), None, LowRankConfig()) is None  # no trend asked for
+    trend, deep = image_trend(image * box(16)[..., None], box(16), None, cfg)  # type: ignore[misc]
+    assert trend.shape == (3, 64, 64) and torch.equal(deep[0], torch.from_numpy(want))
+
+
+def test_the_trend_of_a_constant_image_is_that_constant() -> None:
+    """The trend is a normalised blur: a constant image gives back its constant, inside the hole too,
+    from the known pixels alone or with the solid-hole fill."""
+    from esdiff.lowrank import image_hole_fill, image_trend
+
+    known = np.ones((96, 96), dtype=bool)
+    known[30:70, 20:60] = False
+    image = np.broadcast_to(np.array([0.7, 0.5, 0.2]), (96, 96, 3)) * known[..., None]
+    cfg = LowRankConfig(trend=8.0)
+    holes = image_hole_fill(image, known, cfg)
+    for fill in (None, holes):
+        trend, _ = image_trend(image, known, fill, cfg)  # type: ignore[misc]
+        np.testing.assert_allclose(
+            trend.numpy(), np.broadcast_to([[[0.7]], [[0.5]], [[0.2]]], (3, 96, 96)), atol=1e-6
+        )
+
+
 @pytest.mark.parametrize("init", ["zero", "residual", "lab"])
 def test_start_and_multiplier(init: str) -> None:
     """``zero`` and ``residual`` start from the LMaFit estimate; ``lab`` from twice it (SPEC 3.3)."""
