@@ -107,7 +107,8 @@ def deep_pixels(known: np.ndarray, window: int) -> np.ndarray:
     nuclear norm decides them, and it pulls them towards zero (black)."""
     from scipy import ndimage
 
-    return ~ndimage.binary_dilation(known, np.ones((2 * window - 1,) * 2, dtype=bool))
+    near = ndimage.maximum_filter(known, size=2 * window - 1, mode="constant", cval=False)
+    return ~near
 
 
 def image_trend(
@@ -118,7 +119,9 @@ def image_trend(
 
     The trend is a normalised Gaussian blur (standard deviation ``cfg.trend`` pixels) of the known
     pixels and of the solid-hole fill ``holes`` (``image_hole_fill``, where given) over the pixels it
-    fills: the known image's large-scale shading, and the interpolation's inside solid holes."""
+    fills: the known image's large-scale shading, and the interpolation's inside solid holes. It is
+    computed only within a patch and the blur's reach of the deep pixels (zero farther away, where no
+    patch that holds a deep pixel reaches)."""
     if cfg.trend is None:
         return None
     deep = deep_pixels(known, cfg.window)
@@ -129,10 +132,19 @@ def image_trend(
     near = solid_hole_region(known, cfg.window, PATCH_SIZE) if holes is not None else None
     weight = (known if near is None else known | near).astype(np.float64)
     image = observed if holes is None else holes.permute(1, 2, 0).double().numpy()
-    blurred = [ndimage.gaussian_filter(image[..., c] * weight, cfg.trend) for c in range(image.shape[-1])]
+    # Only patches with a deep pixel use the trend: blur the box they lie in, with the blur's reach around
+    # it (gaussian_filter stops at 4 sigma), which gives those pixels what a blur of the whole image does.
+    reach = PATCH_SIZE + int(4 * cfg.trend) + 1
+    rows, cols = np.nonzero(deep.any(1))[0], np.nonzero(deep.any(0))[0]
+    box = np.s_[
+        max(rows[0] - reach, 0) : rows[-1] + reach + 1, max(cols[0] - reach, 0) : cols[-1] + reach + 1
+    ]
+    weight, image = weight[box], image[box]
+    trend = np.zeros((image.shape[-1], *known.shape), dtype=np.float32)
     total = np.maximum(ndimage.gaussian_filter(weight, cfg.trend), 1e-12)
-    trend = np.stack(blurred) / total
-    return torch.from_numpy(trend).to(torch.float32), torch.from_numpy(deep)[None]
+    for c in range(image.shape[-1]):
+        trend[c][box] = ndimage.gaussian_filter(image[..., c] * weight, cfg.trend) / total
+    return torch.from_numpy(trend), torch.from_numpy(deep)[None]
 
 
 def patch_trend(trend: Tensor | None, deep: Tensor | None) -> Tensor | None:

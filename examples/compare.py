@@ -50,7 +50,8 @@ def main() -> None:
         truth = read_image(args.photo).pixels.astype(np.float64)
     known = resolve_mask(args.mask, truth.shape[0], truth.shape[1], seed=args.seed)
     observed = np.where(known[..., None], truth, 0.0)
-    tiles = [panel(observed, f"input ({args.mask})\n{100 * (~known).mean():.0f} % missing")]
+    share = 100 * (~known).mean()
+    tiles = [panel(observed, f"input ({args.mask})\n{share:.{0 if share >= 10 else 1}f} % missing")]
     for name in METHODS:
         out = run_method(name, truth, known, MethodOptions(seed=args.seed))
         whole, holes = psnr(out, truth), psnr(out, truth, ~known)

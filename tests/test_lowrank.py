@@ -280,6 +280,25 @@ def test_the_trend_of_a_constant_image_is_that_constant() -> None:
         )
 
 
+def test_the_trend_near_deep_pixels_is_the_blur_of_the_whole_image() -> None:
+    """``image_trend`` blurs only the box around the deep pixels: within a patch of them it is what the
+    normalised blur of the whole image gives, and zero far away."""
+    from scipy import ndimage
+
+    from esdiff.lowrank import deep_pixels, image_trend
+
+    known = np.ones((300, 400), dtype=bool)
+    known[200:220, 300:330] = False
+    image = np.random.default_rng(2).random((300, 400, 3)) * known[..., None]
+    trend, _ = image_trend(image, known, None, LowRankConfig(trend=8.0))  # type: ignore[misc]
+    weight = known.astype(np.float64)
+    total = ndimage.gaussian_filter(weight, 8.0)
+    whole = np.stack([ndimage.gaussian_filter(image[..., c] * weight, 8.0) / total for c in range(3)])
+    near = ndimage.maximum_filter(deep_pixels(known, 8), size=127)
+    np.testing.assert_allclose(trend.numpy()[:, near], whole[:, near], atol=1e-6)
+    assert not trend[:, :50, :50].any()
+
+
 @pytest.mark.parametrize("init", ["zero", "residual", "lab"])
 def test_start_and_multiplier(init: str) -> None:
     """``zero`` and ``residual`` start from the LMaFit estimate; ``lab`` from twice it (SPEC 3.3)."""
