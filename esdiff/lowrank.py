@@ -28,12 +28,20 @@ def admm_step(
     Works in any dtype; fastest when ``Hx`` and ``L`` have the (transposed) memory layout of ``hankel``.
     """
     T = Hx + L
-    eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
-    U = (T @ V) @ (mu * torch.linalg.inv(eye + mu * V.transpose(1, 2) @ V))
-    V = (T.transpose(1, 2) @ U) @ (mu * torch.linalg.inv(eye + mu * U.transpose(1, 2) @ U))
+    U = _ridge(T @ V, V, mu)
+    V = _ridge(T.transpose(1, 2) @ U, U, mu)
     X_lr = (V @ U.transpose(1, 2)).transpose(1, 2)  # U V^T in the layout of ``hankel``
     L = T.sub_(X_lr)  # Hx + L - U V^T
     return U, V, L, X_lr.sub_(L)
+
+
+def _ridge(B: Tensor, F: Tensor, mu: float) -> Tensor:
+    """``mu B (I + mu F^T F)^-1`` by a Cholesky solve (the matrix is symmetric positive definite): MKL's
+    batched LU inverse, used before, fails under two threads ("Parameter 6 was incorrect on entry to
+    SLASWP") and then hangs or raises "singular"."""
+    eye = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
+    chol = torch.linalg.cholesky(eye + mu * F.transpose(1, 2) @ F)
+    return mu * torch.cholesky_solve(B.transpose(1, 2), chol).transpose(1, 2)
 
 
 @dataclass
