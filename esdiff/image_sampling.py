@@ -161,14 +161,16 @@ def sample_whole_image(
     holes = hole_fill(observed, known, cfg, step_list)
     fills = None if holes is None else grid.cut(holes.to(device))[lr.active]
     trend = hole_trend(observed, known, holes, cfg, step_list)  # cut like the state: mirrored margins
-    trends = None if trend is None else (lr.cut(trend[0].to(device)), grid.cut(trend[1].to(device)))
+    trends = (
+        None if trend is None else (lr.cut(trend[0].to(device)), grid.cut(trend[1].to(device))[lr.active])
+    )
     generators = patch_generators(seed, lr.active.tolist(), device)
     starts = []
     for first in range(0, len(lr.active), cfg.patch_batch):
         part = slice(first, first + cfg.patch_batch)
         ctx = _on(base, y_patches[part], k_active[part], generators[part])
         fill = None if fills is None else fills[part]
-        gated = None if trends is None else patch_trend(trends[0][part], trends[1][lr.active[part]])
+        gated = None if trends is None else patch_trend(trends[0][part], trends[1][part])
         state = start_state(y_patches[part], k_active[part], ctx, step_list, fill, trend=gated)
         lr.states.append(state.lowrank_state)
         starts.append(state.x)

@@ -15,7 +15,7 @@ from torch import Tensor
 from esdiff.config import PATCH_SIZE, LowRankConfig
 from esdiff.hankel import hankel, hankel_pinv
 from esdiff.lmafit import LMaFitResult, config_dtype, lmafit_for
-from esdiff.operators import Inpainting
+from esdiff.operators import Inpainting, within
 
 
 def admm_step(
@@ -113,10 +113,8 @@ def deep_pixels(known: np.ndarray, window: int) -> np.ndarray:
     """``[H, W]`` bool: the missing pixels ``window`` or more pixels (Chebyshev) from every known one, so
     that no ``window x window`` Hankel row through them holds a known entry: only the completion's
     nuclear norm decides them, and it pulls them towards zero (black)."""
-    from scipy import ndimage
-
-    near = ndimage.maximum_filter(known, size=2 * window - 1, mode="constant", cval=False)
-    return ~near
+    mask = torch.from_numpy(np.ascontiguousarray(known))[None, None]
+    return (~within(mask, window - 1))[0, 0].numpy()
 
 
 def image_trend(
