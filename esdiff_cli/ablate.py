@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from esdiff_cli.common import MAX_SEED, Device, cli_errors, fail, info, resolve_device
+from esdiff_cli.common import (
+    MAX_SEED,
+    Device,
+    cli_errors,
+    fail,
+    info,
+    resolve_device,
+    warn_if_undertrained,
+)
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
@@ -121,6 +129,7 @@ def command(
         from esdiff.evaluation import EvalOptions, Job, summarize, write_reports
         from esdiff_cli.evaluate import run_jobs, show_table, with_oracles
 
+        warn_if_undertrained(model)
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit)
         settings = {v: {**table_of[v], "model": model, "steps": steps} for v in chosen}

@@ -107,6 +107,21 @@ def cli_errors() -> Iterator[None]:
             raise fail("interrupted", 130) from None
 
 
+def warn_if_undertrained(model: Path | None) -> None:
+    """One warning line when a model the user chose stopped training well before its planned steps or was
+    still improving (``esdiff.checkpoints.training_concern``); an unreadable file is left to the loader."""
+    if model is None:
+        return
+    from esdiff.checkpoints import read_info, training_concern
+
+    try:
+        concern = training_concern(read_info(model))
+    except EsdiffError:
+        return
+    if concern:
+        warn(concern)
+
+
 def check_writable(folder: Path) -> None:
     """An EsdiffError unless files can be created in ``folder`` (or, if it does not exist yet, in the
     nearest folder above it that does): found before any compute, not after it."""

@@ -20,6 +20,7 @@ from esdiff_cli.common import (
     make_progress,
     resolve_device,
     runtime_of,
+    warn_if_undertrained,
 )
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
@@ -110,6 +111,8 @@ def command(
         )
 
         method_list = parse_methods(methods)
+        warn_if_undertrained(model if "esdiff" in method_list else None)
+        warn_if_undertrained(ncsnpp_model if "ncsnpp" in method_list else None)
         part = parse_shard(shard)
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit, full_size)

@@ -29,6 +29,7 @@ from esdiff_cli.common import (
     print_error,
     progress_callback,
     runtime_of,
+    warn_if_undertrained,
 )
 from esdiff_cli.sampler_options import expert, sampler_config, shown_default
 from esdiff_cli.threads import THREADS_HELP, set_threads
@@ -336,6 +337,7 @@ def command(
             from esdiff.prior import load
 
             load(str(model or default_model(method)), args["device"])
+            warn_if_undertrained(model)
         summaries, failures = [], 0
         with make_progress(quiet) as progress:
             images_task = progress.add_task("images", total=len(jobs), info="") if is_folder else None
