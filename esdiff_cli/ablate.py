@@ -140,7 +140,7 @@ def command(
             jobs = with_oracles(jobs)
         columns = list(dict.fromkeys(job.column for job in jobs))
         out.mkdir(parents=True, exist_ok=True)
-        records = run_jobs(jobs, out, options, quiet)
+        records = run_jobs(jobs, out, options, quiet, description="ablate")
         table = summarize(records, specs, columns)
         write_reports(out, records, table, columns)
         show_table(table, columns, f"ablation on {benchmark}")

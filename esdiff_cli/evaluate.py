@@ -190,7 +190,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def run_jobs(
-    jobs: list[Any], folder: Path, options: Any, quiet: bool, image_batch: int = 1
+    jobs: list[Any],
+    folder: Path,
+    options: Any,
+    quiet: bool,
+    image_batch: int = 1,
+    description: str = "evaluate",
 ) -> list[dict[str, Any]]:
     """Every job in turn under one progress bar with ETA, a sampler's ``image_batch`` at a time
     (``evaluation.run_together``); finished jobs are read back, not redone."""
@@ -198,7 +203,7 @@ def run_jobs(
 
     records: list[dict[str, Any]] = [{} for _ in jobs]
     with make_progress(quiet) as progress:
-        task = progress.add_task("jobs", total=len(jobs), info="")
+        task = progress.add_task(description, total=len(jobs), unit="jobs")
         for group in job_groups(jobs, options, image_batch):
             first = jobs[group[0]]
             more = f" (+{len(group) - 1} images)" if len(group) > 1 else ""

@@ -340,7 +340,7 @@ def command(
             warn_if_undertrained(model)
         summaries, failures = [], 0
         with make_progress(quiet) as progress:
-            images_task = progress.add_task("images", total=len(jobs), info="") if is_folder else None
+            images = progress.add_task("inpaint", total=len(jobs), unit="images") if is_folder else None
 
             def progress_for(name: str) -> Any:
                 return progress_callback(progress, name, None)
@@ -357,8 +357,8 @@ def command(
                 else:
                     report(summary)
                 summaries.append(summary)
-                if images_task is not None:
-                    progress.advance(images_task)
+                if images is not None:
+                    progress.advance(images)
         if json_out:
             print(json.dumps(summaries if is_folder else summaries[0], indent=2))
         if failures:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -181,16 +180,14 @@ def command(
 
         set_threads(threads)
         progress = make_progress(quiet or rank != 0)
-        bar: list[Callable[..., None]] = []
+        bar = progress_callback(progress, "train", train_cfg.steps, saved.step if saved else 0)
 
         def callback(
             step: int, total: int, loss: float, patches_per_s: float, val: dict[int, float] | None = None
         ) -> None:
-            if not bar:  # the bar appears once training runs, not before a setup error
-                progress.start()
-                bar.append(progress_callback(progress, "train", total))
+            progress.start()  # the bar appears once training runs, not before a setup error
             shown = {f"val{k}": f"{v:.2f}" for k, v in (val or {}).items()}
-            bar[0](step, total, loss=loss, **{"patches/s": patches_per_s}, **shown)
+            bar(step, total, unit="steps", loss=loss, **{"patches/s": patches_per_s}, **shown)
 
         try:
             result = train(

@@ -347,4 +347,5 @@ def test_progress_bar_counts_patches_on_one_line() -> None:
     update(25.5, 630, unit="patches", ranks=[80, 86, 78], lmafit_iterations=[30, 30], lmafit_seconds=1.2)
     task = progress.tasks[0]
     assert (task.completed, task.total) == (25.5, 630)
-    assert task.fields["info"] == "patches  ranks 78-86  lmafit_iterations 30"
+    assert task.fields["unit"] == "patches"
+    assert task.fields["info"] == "ranks 78-86  lmafit_iterations 30"

@@ -1,16 +1,103 @@
-"""What a new user meets (issue 35): a warning on a model whose training stopped early or was still
-improving."""
+"""What a new user meets (issue 35): progress lines in a log file, a warning on a model whose training
+stopped early or was still improving."""
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+from rich.console import Console
 
 from esdiff.checkpoints import CheckpointInfo, read_info, save_checkpoint, training_concern
 from esdiff.config import ModelConfig, TrainConfig
 from esdiff.io import write_image
+from esdiff_cli.common import PlainLines, clock, eta_seconds, progress_callback
+
+ETA = re.compile(r"^(\w+): (\d+)/(\d+) steps \(\d+%\), \d+:\d\d:\d\d elapsed, ETA \d+:\d\d:\d\d$")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def plain(interval: float = 30.0) -> tuple[PlainLines, io.StringIO, Clock]:
+    out, clock_ = io.StringIO(), Clock()
+    return PlainLines(Console(file=out, width=40), interval, get_time=clock_), out, clock_
+
+
+def test_plain_lines_at_the_first_update_every_tenth_and_the_end() -> None:
+    progress, out, now = plain()
+    update = progress_callback(progress, "photo", None)
+    for step in range(1, 26):
+        now.now = 2.0 * step
+        update(step, 25, unit="steps")
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    shown = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert shown == [1, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25]  # first, each new tenth, the end
+    assert lines[0] == "photo: 1/25 steps (4%), 0:00:02 elapsed, ETA 0:00:48"  # from the first update
+    assert lines[-1] == "photo: 25/25 steps (100%), 0:00:50 elapsed"
+    assert all(len(line) > 40 for line in lines)  # one line each, never wrapped at the console's width
+
+
+def test_plain_lines_every_interval_when_tenths_are_slow_and_where_a_run_stopped() -> None:
+    progress, out, now = plain(interval=30.0)
+    update = progress_callback(progress, "train", 1000, done=400)  # a resumed run: 400 steps before
+    for step in range(401, 431):
+        now.now = 5.0 * (step - 400)
+        update(step, 1000, unit="steps", loss=0.5)
+    progress.stop()  # stopped at step 430: the last line says so
+    shown = [int(line.split()[1].split("/")[0]) for line in out.getvalue().splitlines()]
+    assert shown == [401, 407, 413, 419, 425, 430]
+    assert out.getvalue().splitlines()[0] == (
+        "train: 401/1000 steps (40%), 0:00:05 elapsed, ETA 0:49:55, loss 0.5"  # the rate of this run alone
+    )
+
+
+def test_eta_and_clock() -> None:
+    progress, _, now = plain()
+    task = progress.add_task("x", total=10)
+    assert eta_seconds(progress.tasks[0]) is None  # no work yet
+    now.now = 30.0
+    progress.update(task, completed=3)
+    assert eta_seconds(progress.tasks[0]) == pytest.approx(70.0)
+    assert clock(3725.4) == "1:02:05" and clock(0.4) == "0:00:00"
+
+
+def test_inpaint_writes_progress_lines_with_an_eta_to_a_log_file(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """stderr in a file (nohup, a batch job): plain lines, at least two with an ETA, none wrapped."""
+    write_image(tmp_path / "photo.png", astronaut[:64, :96])
+    log = tmp_path / "log.txt"
+    args = ["inpaint", "photo.png", "--mask", "random:0.5", "--steps", "3", "--threads", "1"]
+    with open(log, "wb") as err:
+        done = subprocess.run(
+            [sys.executable, "-c", "from esdiff_cli.app import main; main()", *args],
+            cwd=tmp_path,
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "40"},
+            timeout=300,
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text
+    with_eta = [m for line in text.splitlines() if (m := ETA.match(line))]
+    assert len(with_eta) >= 2, text
+    assert {m[1] for m in with_eta} == {"photo"} and all(m[3] == "3" for m in with_eta)
+    assert re.search(r"^photo: 3/3 steps \(100%\)", text, re.M), text
+    assert "\x1b" not in text and "━" not in text  # no escape codes, no bar
 
 
 def info_of(step: int, planned: int | None, validation: Any = ()) -> CheckpointInfo:
