@@ -143,5 +143,5 @@ def command(
         records = run_jobs(jobs, out, options, quiet, description="ablate")
         table = summarize(records, specs, columns)
         write_reports(out, records, table, columns)
-        show_table(table, columns, f"ablation on {benchmark}")
+        show_table(table, columns, f"ablation on {benchmark}", "variants")
         info(f"wrote {out}/table.md, per_image.csv, per_image.json")

@@ -16,7 +16,6 @@ from esdiff.methods import BASELINES, METHODS, SAMPLERS
 from esdiff_cli.common import (
     BF16,
     COMPILE,
-    MASK_SPECS,
     MAX_PIXELS,
     MAX_SEED,
     Device,
@@ -160,7 +159,10 @@ def command(
     ],
     mask: Annotated[
         str,
-        typer.Option(help=f"Mask file, folder (matched by stem), or spec: {MASK_SPECS}."),
+        typer.Option(
+            help="Mask file, folder (matched by stem), or spec such as random:0.8, text1 or "
+            "strokes:medium (every spec: esdiff mask --help)."
+        ),
     ],
     out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
     method: Annotated[str, typer.Option(help=f"Inpainting method: {', '.join(METHODS)}.")] = "esdiff",

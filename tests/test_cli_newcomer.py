@@ -1,5 +1,5 @@
-"""What a new user meets (issue 35): progress lines in a log file, a warning on a model whose training
-stopped early or was still improving."""
+"""What a new user meets (issue 35): progress lines in a log file, help that fits 80 columns, a warning on
+a model whose training stopped early or was still improving, the evaluate table's legend."""
 
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 from rich.console import Console
+from typer.main import get_command
+from typer.testing import CliRunner
 
 from esdiff.checkpoints import CheckpointInfo, read_info, save_checkpoint, training_concern
 from esdiff.config import ModelConfig, TrainConfig
 from esdiff.io import write_image
+from esdiff_cli.app import app
 from esdiff_cli.common import PlainLines, clock, eta_seconds, progress_callback
 
+runner = CliRunner()
+COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
 ETA = re.compile(r"^(\w+): (\d+)/(\d+) steps \(\d+%\), \d+:\d\d:\d\d elapsed, ETA \d+:\d\d:\d\d$")
 
 
@@ -100,6 +105,25 @@ def test_inpaint_writes_progress_lines_with_an_eta_to_a_log_file(
     assert "\x1b" not in text and "━" not in text  # no escape codes, no bar
 
 
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_fits_80_columns_without_cutting_anything(command: str) -> None:
+    """Every subcommand, whatever options it grows: no ellipsis, no line over 80 columns."""
+    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output, result.output
+    too_long = [line for line in result.output.splitlines() if len(line) > 80]
+    assert not too_long, too_long
+    assert "Usage: esdiff" in result.output
+
+
+def test_top_level_help_shows_each_command_summary_whole() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "80"})
+    flat = " ".join(result.output.split())
+    for name, command in get_command(app).commands.items():  # type: ignore[attr-defined]
+        first = " ".join(command.help.split("\n\n")[0].split())
+        assert f"{name} {first}" in flat, (name, first)
+
+
 def info_of(step: int, planned: int | None, validation: Any = ()) -> CheckpointInfo:
     train = TrainConfig(steps=planned) if planned else None
     return CheckpointInfo(Path("run/model.safetensors"), ModelConfig(), train, step, False, validation)
@@ -160,3 +184,15 @@ def test_inpaint_warns_once_on_a_model_stopped_early(
     assert len(warnings) == 1 and "step 488 of the 3,000 planned" in warnings[0], err
     result = main_here(*args, "--model", str(tiny_model), "--overwrite", cwd=tmp_path)  # no plan: silent
     assert result.returncode == 0 and "warning" not in result.stderr.decode()
+
+
+def test_evaluate_legend_explains_every_column() -> None:
+    from esdiff_cli.evaluate import legend
+
+    lines = legend(["esdiff", "esdiff-oracle-image", "esdiff-oracle-patch", "aloha", "observation"])
+    text = "\n".join(lines)
+    assert "observation: the masked input itself" in text and "floor" in text
+    assert "*-oracle-image: the best iterate per image" in text and "*-oracle-patch: the best" in text
+    assert "PSNR (dB) / SSIM" in text and "mean over the images" in text
+    assert "variants (esdiff ablate --list)" in "\n".join(legend(["esdiff", "no-lowrank"], "variants"))
+    assert not any("observation" in line for line in legend(["esdiff", "no-lowrank"], "variants"))
