@@ -5,7 +5,9 @@ Tensors: ``ema.*`` (EMA weights, used for sampling), ``model.*`` (raw weights), 
 state per parameter), ``virtual_mask`` (bool ``[64, 64]``), ``rng`` (uint8 ``[world_size, L]``, one
 generator state per training process). Metadata (str -> str): ``format``, ``format_version``, ``config``
 (ModelConfig JSON), ``train_config`` (TrainConfig JSON), ``step``, ``contents`` (``training`` or
-``weights``). A weights-only file (``export_model``) holds ``ema.*``, the mask and the configs.
+``weights``), ``validation`` (JSON ``[[step, {sigma: psnr}], ...]``: the run's validations so far; absent
+in files written before it existed). A weights-only file (``export_model``; a run's final
+``model.safetensors``) holds ``ema.*``, the mask and the metadata.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ FORMAT = "esdiff-checkpoint"
 FORMAT_VERSION = "1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
 """File name of the (latest) checkpoint inside a run folder."""
+MODEL_NAME = "model.safetensors"
+"""File name of a run's final model (its EMA weights, weights only), written when the run reaches its
+planned steps."""
+EARLY_STOP_SHARE = 0.5
+"""A model whose training stopped before this share of its planned steps draws a warning when used."""
+RISING_DB = 0.1
+"""A model whose last validation (mean PSNR over its noise levels) beat the one before by more than this
+many dB was still improving: it draws a warning when used."""
+
+Validation = tuple[tuple[int, dict[int, float]], ...]
+"""A run's validations: ``(step, {sigma: PSNR})`` in step order."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class CheckpointInfo:
     train_config: TrainConfig | None
     step: int
     has_training_state: bool
+    validation: Validation = ()
 
 
 @dataclass
@@ -71,11 +85,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: Tensor | None = None,
     dtype: torch.dtype | None = None,
+    validation: Validation = (),
 ) -> Path:
     """Write a checkpoint atomically (temp file in the same folder, fsync, rename).
 
     ``model``, ``optimizer`` and ``rng`` together make a training checkpoint; without them the file holds
     weights only. ``dtype`` casts the EMA weights (not buffers such as the Fourier frequencies).
+    ``validation`` is the run's validation history so far.
     """
     training = model is not None and optimizer is not None and rng is not None
     keep_buffers = _buffer_names(model_config) if dtype is not None else set()
@@ -99,6 +115,10 @@ def save_checkpoint(
     }
     if train_config is not None:
         metadata["train_config"] = to_json(train_config)
+    if validation:
+        metadata["validation"] = json.dumps(
+            [[step, {str(k): v for k, v in val.items()}] for step, val in validation]
+        )
     path = Path(path)
     atomic_write(path, _fill_with(tensors, metadata))
     return path
@@ -164,6 +184,7 @@ def export_model(
         step=info.step,
         train_config=info.train_config,
         dtype=dtype,
+        validation=info.validation,
     )
 
 
@@ -230,7 +251,11 @@ def _info(path: Path, meta: dict[str, str] | None, keys: set[str]) -> Checkpoint
         model_config = from_json(ModelConfig, meta["config"])
         train_config = from_json(TrainConfig, meta["train_config"]) if "train_config" in meta else None
         step = int(meta.get("step", "0"))
-    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        validation = tuple(
+            (int(at), {int(k): float(v) for k, v in val.items()})
+            for at, val in json.loads(meta.get("validation", "[]"))
+        )
+    except (KeyError, ValueError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise EsdiffError(f"{path}: damaged checkpoint metadata ({exc})") from None
     problems = model_config_problems(model_config)
     if problems:
@@ -243,7 +268,31 @@ def _info(path: Path, meta: dict[str, str] | None, keys: set[str]) -> Checkpoint
     if not any(k.startswith("ema.") for k in keys) or "virtual_mask" not in keys:
         raise EsdiffError(f"{path}: checkpoint lacks its EMA weights or virtual mask")
     training = "rng" in keys and any(k.startswith("model.") for k in keys) and train_config is not None
-    return CheckpointInfo(path, model_config, train_config, step, training)
+    return CheckpointInfo(path, model_config, train_config, step, training, validation)
+
+
+def training_concern(info: CheckpointInfo) -> str | None:
+    """Why a model may be worth less than its run could make it, in one sentence, or None: its training
+    stopped before ``EARLY_STOP_SHARE`` of the planned steps, or its validation was still rising at its
+    last step (by more than ``RISING_DB``). Files that record neither plan nor validation are silent."""
+    concerns = []
+    planned = info.train_config.steps if info.train_config is not None else 0
+    if planned and info.step < EARLY_STOP_SHARE * planned:
+        share = info.step / planned
+        concerns.append(
+            f"its training stopped at step {info.step:,} of the {planned:,} planned ({share:.0%})"
+        )
+    if len(info.validation) >= 2:
+        (_, before), (at, last) = info.validation[-2:]
+        old, new = sum(before.values()) / len(before), sum(last.values()) / len(last)
+        if new > old + RISING_DB:
+            concerns.append(
+                f"its validation PSNR was still rising at step {at:,} ({old:.2f} -> {new:.2f} dB, "
+                "mean over the noise levels)"
+            )
+    if not concerns:
+        return None
+    return f"{info.path}: {' and '.join(concerns)}: it may inpaint worse than a finished model"
 
 
 def _read_mask(f: Any, path: Path, cfg: ModelConfig) -> Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from esdiff.checkpoints import CHECKPOINT_NAME
+from esdiff.checkpoints import CHECKPOINT_NAME, MODEL_NAME
 from esdiff.config import ModelConfig, TrainConfig, to_dict
 from esdiff.errors import EsdiffError
 from esdiff.io import atomic_write_bytes
@@ -80,7 +80,7 @@ def check_resume_data(run_dir: Path, data: str | os.PathLike[str]) -> None:
 
 def clean_temp_files(run_dir: Path) -> None:
     """Remove temp files a killed run left behind (never a finished file)."""
-    for name in (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME):
+    for name in (CHECKPOINT_NAME, MODEL_NAME, CONFIG_NAME, METRICS_NAME):
         for tmp in run_dir.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
 
@@ -135,16 +135,19 @@ class MetricsLog:
 
 
 class StopSignals:
-    """First SIGINT/SIGTERM sets ``requested``; a second raises KeyboardInterrupt. Main thread only."""
+    """First SIGINT/SIGTERM sets ``requested`` and ``signal`` (which one); a second raises
+    KeyboardInterrupt. Main thread only."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal: int | None = None
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal = signum
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

@@ -26,8 +26,11 @@ from torch import Tensor, nn
 import esdiff
 from esdiff.checkpoints import (
     CHECKPOINT_NAME,
+    MODEL_NAME,
+    Validation,
     load_training_state,
     load_weights,
+    read_info,
     restore_optimizer,
     save_checkpoint,
 )
@@ -71,6 +74,10 @@ class TrainResult:
     loss: float | None
     """Loss of the last step run in this call (None if nothing was left to run)."""
     interrupted: bool
+    model: Path | None = None
+    """The final model (``MODEL_NAME``), written once the run reached its planned steps; None if not."""
+    signal: int | None = None
+    """The signal that stopped an interrupted run (SIGINT, SIGTERM)."""
 
 
 def draw_sigma(batch: int, cfg: TrainConfig, sde: VESDE, generator: torch.Generator) -> Tensor:
@@ -191,7 +198,9 @@ def train(
     """Train, or with ``resume`` continue, up to ``train_config.steps`` steps; return where it stopped.
 
     Writes ``run_dir/config.json``, ``metrics.jsonl``, ``checkpoint.safetensors`` (every
-    ``checkpoint_every`` steps and at the end) and ``curves.png`` (when the call ends, however it ends).
+    ``checkpoint_every`` steps and at the end), ``model.safetensors`` (the EMA weights alone, once the run
+    reaches its planned steps) and ``curves.png`` (when the call ends, however it ends). Both ``.safetensors``
+    files record the validations so far (``esdiff.checkpoints.training_concern`` reads them).
     With ``val_images``, every ``val_every`` steps the EMA prior's denoising PSNR on fixed crops of them
     goes into the metrics (``val_psnr``) and the callback (``val``). A first SIGINT/SIGTERM finishes the
     current step, writes a checkpoint and returns ``interrupted=True``; a second abandons the step (the
@@ -242,6 +251,10 @@ def train(
                 **(run_info or {}),
             )
 
+        history: list[tuple[int, dict[int, float]]] = []
+        if resume and group.rank == 0:
+            history += read_info(run_dir / CHECKPOINT_NAME).validation
+
         def save(step: int) -> None:
             rng = group.gather(generator.get_state(), device)
             if group.rank == 0:
@@ -255,6 +268,7 @@ def train(
                     model=raw.state_dict(),
                     optimizer=optimizer,
                     rng=rng,
+                    validation=tuple(history),
                 )
             group.barrier()
 
@@ -299,6 +313,7 @@ def train(
                 if validation is not None and (step % cfg.val_every == 0 or step == cfg.steps):
                     val = validation.psnr(ema_prior, _encoding(keep, model_cfg))
                     record["val_psnr"] = {str(k): v for k, v in val.items()}
+                    history.append((step, val))
                 if log is not None:
                     log.write(record)
                 if callback is not None and group.rank == 0:
@@ -310,12 +325,44 @@ def train(
                     saved_step = step
                 if stopping:
                     break
-        return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, step, loss, interrupted=step < cfg.steps)
+        final = None
+        if step >= cfg.steps and group.rank == 0:
+            final = save_final_model(run_dir, ema, keep, model_cfg, cfg, step, tuple(history))
+        return TrainResult(
+            run_dir,
+            run_dir / CHECKPOINT_NAME,
+            step,
+            loss,
+            interrupted=step < cfg.steps,
+            model=final,
+            signal=stop.signal if step < cfg.steps else None,
+        )
     finally:
         if log is not None:
             log.close()
             write_curves(log.path, log.path.parent / CURVES_NAME)
         group.close()
+
+
+def save_final_model(
+    run_dir: Path,
+    ema: nn.Module,
+    keep: Tensor,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    step: int,
+    validation: Validation,
+) -> Path:
+    """``run_dir/model.safetensors``: the EMA weights alone, what ``--model`` takes for sampling."""
+    return save_checkpoint(
+        run_dir / MODEL_NAME,
+        ema=ema.state_dict(),
+        keep=keep,
+        model_config=model_cfg,
+        step=step,
+        train_config=cfg,
+        validation=validation,
+    )
 
 
 def _initial_state(

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from esdiff_cli.common import MAX_SEED, Device, cli_errors, fail, info, resolve_device
+from esdiff_cli.common import (
+    MAX_SEED,
+    Device,
+    cli_errors,
+    fail,
+    info,
+    resolve_device,
+    warn_if_undertrained,
+)
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
@@ -121,6 +129,7 @@ def command(
         from esdiff.evaluation import EvalOptions, Job, summarize, write_reports
         from esdiff_cli.evaluate import run_jobs, show_table, with_oracles
 
+        warn_if_undertrained(model)
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit)
         settings = {v: {**table_of[v], "model": model, "steps": steps} for v in chosen}
@@ -131,8 +140,8 @@ def command(
             jobs = with_oracles(jobs)
         columns = list(dict.fromkeys(job.column for job in jobs))
         out.mkdir(parents=True, exist_ok=True)
-        records = run_jobs(jobs, out, options, quiet)
+        records = run_jobs(jobs, out, options, quiet, description="ablate")
         table = summarize(records, specs, columns)
         write_reports(out, records, table, columns)
-        show_table(table, columns, f"ablation on {benchmark}")
+        show_table(table, columns, f"ablation on {benchmark}", "variants")
         info(f"wrote {out}/table.md, per_image.csv, per_image.json")

@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, wrapped to the terminal: see esdiff_cli.usage
     cls=Group,
 )
 app.command("mpt", cls=Command)(mpt.command)

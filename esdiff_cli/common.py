@@ -9,19 +9,23 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    GetTimeCallable,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
 from esdiff.errors import EsdiffError
 
@@ -107,6 +111,21 @@ def cli_errors() -> Iterator[None]:
             raise fail("interrupted", 130) from None
 
 
+def warn_if_undertrained(model: Path | None) -> None:
+    """One warning line when a model the user chose stopped training well before its planned steps or was
+    still improving (``esdiff.checkpoints.training_concern``); an unreadable file is left to the loader."""
+    if model is None:
+        return
+    from esdiff.checkpoints import read_info, training_concern
+
+    try:
+        concern = training_concern(read_info(model))
+    except EsdiffError:
+        return
+    if concern:
+        warn(concern)
+
+
 def check_writable(folder: Path) -> None:
     """An EsdiffError unless files can be created in ``folder`` (or, if it does not exist yet, in the
     nearest folder above it that does): found before any compute, not after it."""
@@ -134,31 +153,139 @@ def resolve_device(device: Device) -> torch.device:
     return torch.device(device.value)
 
 
-def make_progress(quiet: bool = False) -> Progress:
-    return Progress(
+PLAIN_INTERVAL = 30.0
+"""Most seconds between two plain progress lines of a task (there is also one every tenth of its work)."""
+
+
+class Bars(Progress):
+    """rich's Progress whose tasks carry a ``unit`` (what the count counts: steps, patches, jobs, images),
+    an ``info`` text and a ``base``: the count the task started from (a resumed run's earlier steps), which
+    the ETA leaves out of the rate."""
+
+    def add_task(
+        self,
+        description: str,
+        start: bool = True,
+        total: float | None = 100.0,
+        completed: int = 0,
+        visible: bool = True,
+        **fields: Any,
+    ) -> TaskID:
+        fields = {"unit": "", "info": "", "base": completed, **fields}
+        return super().add_task(description, start, total, completed, visible, **fields)
+
+
+class PlainLines(Bars):
+    """Progress for a stderr that is not a terminal (a log file, ``nohup``, a pipe): no bar, but one line
+    per task at its first update, whenever another tenth of its work is done or ``interval`` seconds have
+    passed, and at its end, e.g. ``photo: 12/25 steps (48%), 0:00:31 elapsed, ETA 0:00:34``."""
+
+    def __init__(
+        self, console: Console, interval: float = PLAIN_INTERVAL, get_time: GetTimeCallable | None = None
+    ) -> None:
+        super().__init__(console=console, get_time=get_time, disable=True)
+        self.interval = interval
+        self._shown: dict[TaskID, tuple[float, float]] = {}
+        """Each task's last line: when, and the count it showed."""
+
+    def update(self, task_id: TaskID, **changes: Any) -> None:
+        super().update(task_id, **changes)
+        self._show(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._show(task_id)
+
+    def stop(self) -> None:
+        """Show where each task stopped, if its last line does not (an interrupted run)."""
+        for task_id in list(self._shown):
+            self._show(task_id, last=True)
+        super().stop()
+
+    def _show(self, task_id: TaskID, last: bool = False) -> None:
+        task = self._tasks[task_id]
+        if not task.total or task.completed <= task.fields["base"]:
+            return
+        now = self.get_time()
+        when, shown = self._shown.get(task_id, (now, -1.0))
+        if task.completed <= shown:
+            return
+        tenths = int(10 * task.completed / task.total) > int(10 * shown / task.total)
+        if shown < 0 or last or tenths or task.finished or now - when >= self.interval:
+            self._shown[task_id] = (now, task.completed)
+            self.console.print(plain_line(task), markup=False, highlight=False, soft_wrap=True)
+
+
+def plain_line(task: Task) -> str:
+    """``photo: 12/25 steps (48%), 0:00:31 elapsed, ETA 0:00:34`` and the task's info, if any."""
+    assert task.total
+    unit = f" {task.fields['unit']}" if task.fields["unit"] else ""
+    parts = [
+        f"{task.description}: {int(task.completed)}/{int(task.total)}{unit} "
+        f"({100 * task.completed / task.total:.0f}%)",
+        f"{clock(task.elapsed or 0.0)} elapsed",
+    ]
+    eta = eta_seconds(task)
+    if eta is not None and not task.finished:
+        parts.append(f"ETA {clock(eta)}")
+    info = task.fields["info"]
+    return ", ".join(parts) + (f", {info}" if info else "")
+
+
+def eta_seconds(task: Task) -> float | None:
+    """Seconds left at the mean rate so far (time since the task began over the work done since), so it
+    means something from the first update on; None before any work."""
+    done = task.completed - task.fields.get("base", 0)
+    if not task.total or done <= 0 or task.elapsed is None:
+        return None
+    return task.elapsed * max(task.total - task.completed, 0) / done
+
+
+def clock(seconds: float) -> str:
+    """``H:MM:SS``."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+class EtaColumn(ProgressColumn):
+    """The bar's ETA, as the plain lines compute it (:func:`eta_seconds`)."""
+
+    def render(self, task: Task) -> Text:
+        eta = eta_seconds(task)
+        return Text("-:--:--" if eta is None else clock(eta), style="progress.remaining")
+
+
+def make_progress(quiet: bool = False) -> Bars:
+    """Progress bars on a terminal; plain lines (:class:`PlainLines`) where stderr is not one; nothing
+    with ``quiet``."""
+    if not quiet and not console.is_terminal:
+        return PlainLines(console)
+    return Bars(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        EtaColumn(),
         console=console,
         disable=quiet,
         transient=False,
     )
 
 
-def progress_callback(progress: Progress, description: str, total: int | None) -> Callable[..., None]:
-    """A library callback ``(done, total, **info)`` that advances one bar of ``progress`` (``total``
-    None: unknown until the first call). ``unit`` (``patches``) follows the count; a list shows its range
-    and ``*seconds`` figures are left to the bar's clocks, so a batch's figures stay on one line."""
-    task = progress.add_task(description, total=total, info="")
+def progress_callback(
+    progress: Progress, description: str, total: int | None, done: int = 0
+) -> Callable[..., None]:
+    """A library callback ``(done, total, unit=..., **info)`` that advances one new task of ``progress``
+    (``total`` None: unknown until the first call; ``done``: where it starts, e.g. a resumed run's step).
+    A list in ``info`` shows its range and ``*seconds`` figures are left to the bar's clocks, so a batch's
+    figures stay on one line."""
+    task = progress.add_task(description, total=total, completed=done)
 
     def update(done: float, total: int, unit: str = "", **info: object) -> None:
-        text = "  ".join(
-            [unit] * bool(unit) + [f"{k} {_brief(v)}" for k, v in info.items() if not k.endswith("seconds")]
-        )
-        progress.update(task, completed=done, total=total, info=text)
+        text = "  ".join(f"{k} {_brief(v)}" for k, v in info.items() if not k.endswith("seconds"))
+        progress.update(task, completed=done, total=total, unit=unit, info=text)
 
     return update
 

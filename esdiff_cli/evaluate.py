@@ -20,6 +20,7 @@ from esdiff_cli.common import (
     make_progress,
     resolve_device,
     runtime_of,
+    warn_if_undertrained,
 )
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
@@ -110,6 +111,8 @@ def command(
         )
 
         method_list = parse_methods(methods)
+        warn_if_undertrained(model if "esdiff" in method_list else None)
+        warn_if_undertrained(ncsnpp_model if "ncsnpp" in method_list else None)
         part = parse_shard(shard)
         specs = parse_masks(masks)
         images = load_benchmark(benchmark, data, limit, full_size)
@@ -154,8 +157,6 @@ def command(
             for spec in specs:
                 comparison_figure(folder, im, spec, method_list)
         show_table(table, [*columns, "observation"], benchmark)
-        if oracle:
-            info("*-oracle-* columns pick iterates by PSNR against the ground truth: an oracle, not a result")
         info(f"wrote {folder}/table.md, per_image.csv, per_image.json, figures/")
 
 
@@ -187,7 +188,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def run_jobs(
-    jobs: list[Any], folder: Path, options: Any, quiet: bool, image_batch: int = 1
+    jobs: list[Any],
+    folder: Path,
+    options: Any,
+    quiet: bool,
+    image_batch: int = 1,
+    description: str = "evaluate",
 ) -> list[dict[str, Any]]:
     """Every job in turn under one progress bar with ETA, a sampler's ``image_batch`` at a time
     (``evaluation.run_together``); finished jobs are read back, not redone."""
@@ -195,7 +201,7 @@ def run_jobs(
 
     records: list[dict[str, Any]] = [{} for _ in jobs]
     with make_progress(quiet) as progress:
-        task = progress.add_task("jobs", total=len(jobs), info="")
+        task = progress.add_task(description, total=len(jobs), unit="jobs")
         for group in job_groups(jobs, options, image_batch):
             first = jobs[group[0]]
             more = f" (+{len(group) - 1} images)" if len(group) > 1 else ""
@@ -210,8 +216,9 @@ def run_jobs(
     return records
 
 
-def show_table(table: dict, methods: list[str], title: str) -> None:
-    """The table on stderr: a rich table in a terminal, the Markdown one (never cut short) otherwise."""
+def show_table(table: dict, methods: list[str], title: str, columns: str = "methods") -> None:
+    """The table on stderr, a legend of its columns under it: a rich table in a terminal, the Markdown one
+    (never cut short) otherwise."""
     from rich.table import Table
 
     from esdiff.evaluation import markdown_table, table_cells
@@ -219,11 +226,35 @@ def show_table(table: dict, methods: list[str], title: str) -> None:
     if not console.is_terminal:
         console.print(f"{title}: PSNR (dB) / SSIM, mean over images", soft_wrap=True)
         console.print(markdown_table(table, methods), soft_wrap=True, markup=False)
-        return
-    view = Table(title=f"{title}: PSNR (dB) / SSIM, mean over images")
-    view.add_column("mask")
-    for method in methods:
-        view.add_column(method, justify="right")
-    for spec, row in table.items():
-        view.add_row(spec, *table_cells(row, methods))
-    console.print(view)
+    else:
+        view = Table(title=f"{title}: PSNR (dB) / SSIM, mean over images")
+        view.add_column("mask")
+        for method in methods:
+            view.add_column(method, justify="right")
+        for spec, row in table.items():
+            view.add_row(spec, *table_cells(row, methods))
+        console.print(view)
+    for line in legend(methods, columns):
+        info(line)
+
+
+def legend(methods: list[str], columns: str = "methods") -> list[str]:
+    """What the table's cells, columns and rows are, one short line each."""
+    from esdiff.evaluation import ORACLE_NOTE
+
+    what = {
+        "methods": "the inpainting methods (esdiff inpaint --method)",
+        "variants": "the sampler variants (esdiff ablate --list)",
+    }[columns]
+    lines = [
+        "cells: PSNR (dB) / SSIM of the whole image against the ground truth, mean over the images "
+        "(per_image.csv also scores the missing pixels alone)",
+        f"columns: {what}; rows: the masks",
+    ]
+    if "observation" in methods:
+        lines.append(
+            "observation: the masked input itself, missing pixels black: the floor every method must beat"
+        )
+    for kind in sorted({m.split("-oracle-")[1] for m in methods if "-oracle-" in m}):
+        lines.append(f"*-oracle-{kind}: the best iterate per {kind}, {ORACLE_NOTE}")
+    return lines

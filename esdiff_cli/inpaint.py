@@ -16,7 +16,6 @@ from esdiff.methods import BASELINES, METHODS, SAMPLERS
 from esdiff_cli.common import (
     BF16,
     COMPILE,
-    MASK_SPECS,
     MAX_PIXELS,
     MAX_SEED,
     Device,
@@ -29,6 +28,7 @@ from esdiff_cli.common import (
     print_error,
     progress_callback,
     runtime_of,
+    warn_if_undertrained,
 )
 from esdiff_cli.sampler_options import expert, sampler_config, shown_default
 from esdiff_cli.threads import THREADS_HELP, set_threads
@@ -159,7 +159,10 @@ def command(
     ],
     mask: Annotated[
         str,
-        typer.Option(help=f"Mask file, folder (matched by stem), or spec: {MASK_SPECS}."),
+        typer.Option(
+            help="Mask file, folder (matched by stem), or spec such as random:0.8, text1 or "
+            "strokes:medium (every spec: esdiff mask --help)."
+        ),
     ],
     out: Annotated[str | None, typer.Option("-o", "--out", help="File, folder, or - (stdout, PNG).")] = None,
     method: Annotated[str, typer.Option(help=f"Inpainting method: {', '.join(METHODS)}.")] = "esdiff",
@@ -336,9 +339,10 @@ def command(
             from esdiff.prior import load
 
             load(str(model or default_model(method)), args["device"])
+            warn_if_undertrained(model)
         summaries, failures = [], 0
         with make_progress(quiet) as progress:
-            images_task = progress.add_task("images", total=len(jobs), info="") if is_folder else None
+            images = progress.add_task("inpaint", total=len(jobs), unit="images") if is_folder else None
 
             def progress_for(name: str) -> Any:
                 return progress_callback(progress, name, None)
@@ -355,8 +359,8 @@ def command(
                 else:
                     report(summary)
                 summaries.append(summary)
-                if images_task is not None:
-                    progress.advance(images_task)
+                if images is not None:
+                    progress.advance(images)
         if json_out:
             print(json.dumps(summaries if is_folder else summaries[0], indent=2))
         if failures:

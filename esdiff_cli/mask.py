@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from esdiff_cli.common import MASK_SPECS, MAX_PIXELS, MAX_SEED, cli_errors, fail, info
+from esdiff_cli.common import MAX_PIXELS, MAX_SEED, cli_errors, fail, info
 
 
 def parse_size(text: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -26,7 +26,7 @@ def parse_size(text: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
 
 
 def command(
-    spec: Annotated[str, typer.Argument(metavar="SPEC", help=MASK_SPECS.replace(", ", " | "))],
+    spec: Annotated[str, typer.Argument(metavar="SPEC", help="Which mask: one of the specs above.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Mask file to write (PNG).")],
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the mask.")] = "256x256",
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the generator.")] = 0,
@@ -37,14 +37,22 @@ def command(
 ) -> None:
     """Generate a mask from SPEC and write it to OUT (white = missing, the LaMa/OpenCV convention).
 
-    SPEC is one of: random:P (a fraction P of the pixels, uniformly); block:SIZE:P (SIZE x SIZE squares
-    until a fraction P is missing); box:X,Y,W,H (one rectangle, top-left corner at column X, row Y);
-    text1, text2 (lines of thin text, about 13 % and 5 % missing); caption[:SIZE] (meme-style bold
-    capitals, one line at the top and two at the bottom, font size SIZE px, by default 9/64 of the
-    height: 36 px at 256 x 256, about 15 % missing, 8 px strokes); strokes:thin|medium|thick
-    (free-form brush strokes in LaMa's three width classes; about 27 %, 26 %, 29 % missing on average,
-    never over 50 %). The same SPEC, size and --seed give the same mask on every machine (with the same
-    Pillow, whose built-in font draws the text).
+    \b
+    SPEC is one of:
+      random:P        a fraction P of the pixels, uniformly
+      block:SIZE:P    SIZE x SIZE squares until a fraction P is missing
+      box:X,Y,W,H     one rectangle, its top-left corner at column X, row Y
+      text1           lines of thin text, about 13 % missing
+      text2           sparser, smaller text, about 5 % missing
+      caption[:SIZE]  meme-style bold capitals, a line at the top and two at
+                      the bottom, font SIZE px (default 9/64 of the height:
+                      36 px at 256 x 256, about 15 % missing)
+      strokes:thin|medium|thick
+                      free-form brush strokes in LaMa's three width classes
+                      (about 27 %, 26 %, 29 % missing, never over 50 %)
+
+    The same SPEC, size and --seed give the same mask on every machine (with the same Pillow, whose
+    built-in font draws the text). `esdiff inpaint --mask` takes the same specs.
     """
     with cli_errors():
         height, width = parse_size(size, max_pixels)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,7 +52,12 @@ def command(
     data: Annotated[Path, typer.Argument(help="Folder of training images (any number from 1 up, >= 64 px).")],
     out: Annotated[
         Path,
-        typer.Option("-o", "--out", help="Run folder: config.json, metrics.jsonl, checkpoint.safetensors."),
+        typer.Option(
+            "-o",
+            "--out",
+            help="Run folder: model.safetensors (the final model, for --model), checkpoint.safetensors "
+            "(for --resume), config.json, metrics.jsonl, curves.png.",
+        ),
     ],
     preset: Annotated[
         Preset | None,
@@ -129,7 +134,9 @@ def command(
     """Train the score network on DATA: one random 64x64 crop per image per step, MPT-encoded.
 
     Under `torchrun --nproc_per_node=K` it trains with DDP, each process drawing its own crops.
-    Ctrl-C writes a checkpoint and stops; `--resume` continues with the same random stream.
+    Ctrl-C (exit status 130) or SIGTERM (143) writes a checkpoint and stops; `--resume` continues with
+    the same random stream. At its last step the run writes OUT/model.safetensors, the model to pass to
+    `esdiff inpaint --model`.
     """
     options = {
         "preset": preset.value if preset else None,
@@ -173,16 +180,14 @@ def command(
 
         set_threads(threads)
         progress = make_progress(quiet or rank != 0)
-        bar: list[Callable[..., None]] = []
+        bar = progress_callback(progress, "train", train_cfg.steps, saved.step if saved else 0)
 
         def callback(
             step: int, total: int, loss: float, patches_per_s: float, val: dict[int, float] | None = None
         ) -> None:
-            if not bar:  # the bar appears once training runs, not before a setup error
-                progress.start()
-                bar.append(progress_callback(progress, "train", total))
+            progress.start()  # the bar appears once training runs, not before a setup error
             shown = {f"val{k}": f"{v:.2f}" for k, v in (val or {}).items()}
-            bar[0](step, total, loss=loss, **{"patches/s": patches_per_s}, **shown)
+            bar(step, total, unit="steps", loss=loss, **{"patches/s": patches_per_s}, **shown)
 
         try:
             result = train(
@@ -202,11 +207,12 @@ def command(
             progress.stop()
         if rank != 0:
             return
-        if result.interrupted:  # a clean stop (Ctrl-C, SIGTERM), not an error; the exit status says so
+        if result.interrupted:  # a clean stop, not an error; the exit status names the signal (130, 143)
             info(f"stopped at step {result.step}: saved {result.checkpoint} (continue with --resume)")
-            raise typer.Exit(130)
+            raise typer.Exit(128 + (result.signal or signal.SIGINT))
         loss = f", last loss {result.loss:.4g}" if result.loss is not None else ""
-        info(f"step {result.step}/{train_cfg.steps}{loss}: {result.checkpoint}")
+        info(f"step {result.step}/{train_cfg.steps}{loss}: the model is {result.model}")
+        info(f"use it: esdiff inpaint IMG --mask M --model {result.model}")
 
 
 def default_warmup(steps: int) -> int:

@@ -1,11 +1,17 @@
-"""How commands show their parameters: flags without a type, arguments in usage lines without braces.
+"""How commands show their help: plain text that fits the terminal, flags without a type, arguments in
+usage lines without braces.
 
-Typer marks a flag such as ``--overwrite`` with ``<bool>`` as if it took a value, and writes a required
-argument as ``{INPUT}`` in usage lines; these command classes show ``--overwrite`` and ``INPUT``.
+The help is click's plain layout (the app sets no rich markup mode): it wraps every description at word
+boundaries to the terminal's width (at most 80 columns) and never cuts a name, where rich's tables cut
+long option names and defaults with an ellipsis at 80 columns. Options keep their ``rich_help_panel``
+as a section of their own. Typer marks a flag such as ``--overwrite`` with ``<bool>`` as if it took a
+value, and writes a required argument as ``{INPUT}`` in usage lines; these command classes show
+``--overwrite`` and ``INPUT``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
@@ -29,6 +35,27 @@ class _PlainParams:
             if isinstance(p, TyperArgument) and p.required
         }
         return [plain.get(piece, piece) for piece in pieces]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        """Arguments, options, then one section per help panel; a group's commands last."""
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                panel = getattr(param, "rich_help_panel", None)
+                title = "Arguments" if isinstance(param, TyperArgument) else panel or "Options"
+                sections.setdefault(title, []).append(record)
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        if isinstance(self, TyperGroup):
+            self.format_commands(ctx, formatter)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        """The first paragraph of the help, whole (click would cut it at ``limit`` characters)."""
+        help_text = getattr(self, "short_help", None) or getattr(self, "help", None) or ""
+        return " ".join(inspect.cleandoc(help_text).split("\n\n")[0].split())
 
 
 class Command(_PlainParams, TyperCommand):

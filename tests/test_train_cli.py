@@ -106,11 +106,21 @@ def test_train_resume_and_conflicts(folder: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert read_info(run / "checkpoint.safetensors").step == 2 and metric_steps(run) == [1, 2]
     assert {p.name for p in run.iterdir()} == {
+        "model.safetensors",
         "checkpoint.safetensors",
         "config.json",
         "metrics.jsonl",
         "curves.png",
     }
+    final = run / "model.safetensors"  # the EMA weights alone, printed with the command that uses them
+    assert f"esdiff inpaint IMG --mask M --model {final}" in result.stderr
+    info = read_info(final)
+    assert info.step == 2 and not info.has_training_state
+    net, _, _ = load_model(final)
+    assert all(
+        torch.equal(v, load_training_state(run / "checkpoint.safetensors").ema[k])
+        for k, v in net.state_dict().items()
+    )
 
     result = train(folder, "-o", run, "--resume", "--steps", "3", "-q")  # the rest comes from the run
     assert result.exit_code == 0, result.stderr
@@ -203,16 +213,21 @@ def test_kill_9_then_resume_reaches_the_final_step(folder: Path, tmp_path: Path)
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
 
 
-def test_ctrl_c_saves_then_resume_reaches_the_final_step(folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_saves_then_resume_reaches_the_final_step(
+    folder: Path, tmp_path: Path, stop: signal.Signals, status: int
+) -> None:
+    """Ctrl-C exits 130 and SIGTERM 143 (what shells and job schedulers expect), each after the save."""
     run = tmp_path / "run"
     proc = start(folder, run, "--steps", "500", "--checkpoint-every", "1000")
     try:
         wait_for(lambda: (run / "metrics.jsonl").exists() and len(metric_steps(run)) >= 3, proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == status, err.decode()
+    assert not (run / "model.safetensors").exists()  # the final model comes with the last planned step
     lines = [line for line in err.decode().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("stopped at step"), lines  # a clean stop, not an error
     step = read_info(run / "checkpoint.safetensors").step
@@ -327,6 +342,8 @@ def test_val_folder_logs_psnr_and_writes_the_curves(folder: Path, tmp_path: Path
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "val_psnr" in r] == [2, 4]
+    history = read_info(tmp_path / "run" / "model.safetensors").validation  # what the rising check reads
+    assert [step for step, _ in history] == [2, 4] and set(history[-1][1]) == {10, 25, 50}
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     resumed = train(folder, "-o", tmp_path / "run", "--steps", "5", "--recipe", "score-sde", "--resume", "-q")
     assert resumed.exit_code != 0 and "--recipe score-sde conflicts" in resumed.stderr
