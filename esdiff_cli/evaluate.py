@@ -214,16 +214,20 @@ def show_table(table: dict, methods: list[str], title: str) -> None:
     """The table on stderr: a rich table in a terminal, the Markdown one (never cut short) otherwise."""
     from rich.table import Table
 
-    from esdiff.evaluation import markdown_table, table_cells
+    from esdiff.evaluation import HOLE_TITLE, hole_cells, markdown_table, table_cells
 
-    if not console.is_terminal:
-        console.print(f"{title}: PSNR (dB) / SSIM, mean over images", soft_wrap=True)
-        console.print(markdown_table(table, methods), soft_wrap=True, markup=False)
-        return
-    view = Table(title=f"{title}: PSNR (dB) / SSIM, mean over images")
-    view.add_column("mask")
-    for method in methods:
-        view.add_column(method, justify="right")
-    for spec, row in table.items():
-        view.add_row(spec, *table_cells(row, methods))
-    console.print(view)
+    for heading, cells in (
+        (f"{title}: PSNR (dB) / SSIM, mean over images", table_cells),
+        (HOLE_TITLE, hole_cells),
+    ):
+        if not console.is_terminal:
+            console.print(heading, soft_wrap=True)
+            console.print(markdown_table(table, methods, cells), soft_wrap=True, markup=False)
+            continue
+        view = Table(title=heading)
+        view.add_column("mask")
+        for method in methods:
+            view.add_column(method, justify="right")
+        for spec, row in table.items():
+            view.add_row(spec, *cells(row, methods))
+        console.print(view)

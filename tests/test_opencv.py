@@ -3,6 +3,7 @@ way round, one clear line without OpenCV."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -92,5 +93,9 @@ def test_inpaint_cli_runs_fsr(tmp_path: Path) -> None:
     args += ["--gt", str(src)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "PSNR" in result.output
+    assert "PSNR" in result.output and "texture" in result.output
     assert np.abs(read_image(out).pixels - read_image(src).pixels).max() < 0.1
+    result = CliRunner().invoke(app, [*args, "--overwrite", "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)["metrics"]
+    assert metrics["psnr_missing"] > 30 and 0.0 <= metrics["texture_missing"] < 2.0
