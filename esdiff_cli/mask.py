@@ -43,8 +43,9 @@ def command(
     capitals, one line at the top and two at the bottom, font size SIZE px, by default 9/64 of the
     height: 36 px at 256 x 256, about 15 % missing, 8 px strokes); strokes:thin|medium|thick
     (free-form brush strokes in LaMa's three width classes; about 27 %, 26 %, 29 % missing on average,
-    never over 50 %). The same SPEC, size and --seed give the same mask on every machine (with the same
-    Pillow, whose built-in font draws the text).
+    never over 50 %); scratches:thin|thick (3 to 6 polylines crossing the image, 2-4 px or 5-10 px
+    wide at 256 x 256; about 2 % and 6 % missing). The same SPEC, size and --seed give the same mask on
+    every machine (with the same Pillow, whose built-in font draws the text).
     """
     with cli_errors():
         height, width = parse_size(size, max_pixels)
