@@ -176,7 +176,7 @@ def sample_whole_image(
         lr.states.append(state.lowrank_state)
         starts.append(state.x)
     x = y if not starts else lr.stitch(y, torch.cat(starts))
-    x = base.op.prox_l2(x, y)
+    x = base.op.prox_l2(_fsr_start(x, observed, known, cfg.fsr_start), y)
 
     near = near_known_weight(mask[None])[0]  # on the whole image, cut per tile like the state
     offsets = torch.randint(0, P, (cfg.steps, 2), generator=torch.Generator().manual_seed(seed))
@@ -192,6 +192,20 @@ def sample_whole_image(
             observe(i + 1, x)
         progress(i + 1, cfg.steps)
     return x.permute(1, 2, 0).cpu().numpy().astype(np.float64)
+
+
+def _fsr_start(x: Tensor, observed: np.ndarray, known: np.ndarray, reach: int) -> Tensor:
+    """``x`` with its missing pixels ``reach`` or more from every known one replaced by FSR's fill
+    (``SamplerConfig.fsr_start``); ``x`` itself when ``reach`` is 0."""
+    if reach <= 0:
+        return x
+    from esdiff.baselines.opencv import inpaint_fsr
+    from esdiff.operators import within
+
+    mask = torch.from_numpy(np.ascontiguousarray(known))[None, None]
+    deep = ~within(mask, reach - 1)[0].to(x.device)
+    fill = torch.from_numpy(inpaint_fsr(observed, known)).permute(2, 0, 1).to(x)
+    return torch.where(deep, fill, x)
 
 
 def _on(

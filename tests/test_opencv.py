@@ -99,3 +99,43 @@ def test_inpaint_cli_runs_fsr(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics["psnr_missing"] > 30 and 0.0 <= metrics["texture_missing"] < 2.0
+
+
+def test_fsr_start_puts_fsrs_fill_in_the_deep_pixels_of_the_start() -> None:
+    """``SamplerConfig.fsr_start = r``: the whole-image sampler's start takes FSR's fill on the missing
+    pixels ``r`` or more from every known one and keeps its own elsewhere; with a list that only puts the
+    known pixels back, that start is the result."""
+    import torch
+
+    from esdiff.config import SamplerConfig
+    from esdiff.image_sampling import sample_whole_image
+    from esdiff.operators import within
+    from esdiff.sampler import Encoding, StepList, data_consistency
+    from esdiff.sde import VESDE
+
+    truth = smooth_image(64, 80)
+    known = np.random.default_rng(1).random((64, 80)) > 0.3
+    known[20:44, 10:40] = False
+    observed = np.where(known[..., None], truth, 0.0)
+    fsr = baseline("fsr")(observed, known)
+    deep = ~within(torch.from_numpy(known)[None, None], 2)[0, 0].numpy()
+    assert 100 < deep.sum() < (~known).sum()
+
+    def run(reach: int) -> np.ndarray:
+        return sample_whole_image(
+            observed,
+            known,
+            score=lambda psi, sigma: torch.zeros_like(psi),
+            encoding=Encoding(None),
+            sde=VESDE(),
+            step_list=StepList((data_consistency,), needs_low_rank=False),
+            cfg=SamplerConfig(steps=1, sampling="image", start="noise", t_start=0.1, fsr_start=reach),
+            seed=0,
+            device="cpu",
+            progress=lambda done, total: None,
+        )
+
+    with_fsr, without = run(3), run(0)
+    np.testing.assert_allclose(with_fsr[deep], fsr[deep], atol=1e-6)
+    assert np.array_equal(with_fsr[~deep], without[~deep])
+    assert np.abs(without[deep] - fsr[deep]).max() > 0.1
