@@ -26,8 +26,12 @@ MASK_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "table2": ("random:0.8", "random:0.5"),
     "users": (
         "random:0.8",
+        "text1",
         "text2",
+        "caption:20",
         "caption",
+        "scratches:thin",
+        "scratches:thick",
         "strokes:thick",
         "box:120,120,16,16",
         "box:112,112,32,32",
@@ -36,8 +40,9 @@ MASK_PROTOCOLS: dict[str, tuple[str, ...]] = {
 }
 """The paper's Table I (LSUN: block covering 80 %, two text overlays, random 90/80/70 % missing) and
 Table II (standard images: random 80 % and 50 % missing); ``users``: what users meet beyond the paper,
-random 80 %, small text, a meme-style caption, LaMa's thick strokes and centred solid boxes of 16, 32
-and 64 px (centred in a 256 x 256 image)."""
+random 80 %, the two text overlays, meme-style captions at two font sizes (20 px and the default),
+thin and thick scratches, LaMa's thick strokes and centred solid boxes of 16, 32 and 64 px (centred in a
+256 x 256 image)."""
 
 WHERE_TO_GET = {
     "lsun100": "100 LSUN-bedroom photographs (https://github.com/fyu/lsun, bedroom category)",

@@ -251,6 +251,10 @@ class SamplerConfig:
     current level (score-SDE inpainting; the noise is taken out again after the step), so the network
     sees an image noisy everywhere at the level it is told. False feeds it the clean known pixels (paper),
     which it denoises as if they were noisy: measured, that darkens solid holes by 6-9 grey levels."""
+    fsr_start: int = 0
+    """Whole-image sampling: with ``r > 0`` the start's missing pixels ``r`` or more pixels (Chebyshev) from
+    every known one take OpenCV's FSR fill (``esdiff.baselines.opencv``, the ``opencv`` extra) in place of
+    the low-rank start, where the completion is weakest; 0: off (an experiment, docs/results.md)."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,20 @@ from esdiff.methods import (
 )
 from esdiff.metrics import evaluate
 
-METRICS = ("psnr", "ssim", "psnr_missing", "ssim_missing")
+METRICS = ("psnr", "ssim", "psnr_missing", "ssim_missing", "texture_missing")
+"""A record's metrics (``esdiff.metrics.evaluate``); one that cannot be measured (no pixel deep enough in a
+hole for the texture) is stored as None."""
+
+
+def _measured(metrics: dict[str, float]) -> dict[str, float | None]:
+    """``metrics`` for a JSON record: nan as None."""
+    return {k: None if math.isnan(metrics[k]) else float(metrics[k]) for k in METRICS}
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    """The mean of ``key`` over the rows that have it measured; None if none has."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
 
 
 @dataclass(frozen=True)
@@ -236,7 +250,7 @@ def write_record(
         "image": job.image.name,
         "mask": job.mask,
         "method": job.column,
-        **{k: float(metrics[k]) for k in METRICS},
+        **_measured(metrics),
         "seconds": round(seconds, 3),
         "seed": options.seed,
         "mask_seed": mask_seed(job.image.name, job.mask),
@@ -309,7 +323,7 @@ def zero_fill_record(image: BenchImage, spec: str, out: Path) -> dict[str, Any]:
         "image": image.name,
         "mask": spec,
         "method": "observation",
-        **{k: float(metrics[k]) for k in METRICS},
+        **_measured(metrics),
     }
 
 
@@ -324,6 +338,8 @@ def summarize(records: Sequence[dict[str, Any]], masks: Sequence[str], methods: 
                 table[spec][method] = {
                     "psnr": float(np.mean([r["psnr"] for r in rows])),
                     "ssim": float(np.mean([r["ssim"] for r in rows])),
+                    "psnr_missing": _mean(rows, "psnr_missing"),
+                    "texture_missing": _mean(rows, "texture_missing"),
                     "seconds": float(np.mean([r.get("seconds", 0.0) for r in rows])),
                     "count": len(rows),
                 }
@@ -344,10 +360,27 @@ def table_cells(row: dict[str, dict[str, float]], methods: Sequence[str]) -> lis
     return [f"{row[m]['psnr']:.2f}/{row[m]['ssim']:.4f}" if m in row else "–" for m in methods]
 
 
-def markdown_table(table: dict, methods: Sequence[str]) -> str:
+def hole_cells(row: dict[str, dict[str, Any]], methods: Sequence[str]) -> list[str]:
+    """One row's cells for the missing region: ``PSNR/texture ratio`` per method (``esdiff.metrics.texture``;
+    a dash where it cannot be measured)."""
+
+    def cell(m: str) -> str:
+        if m not in row or row[m].get("psnr_missing") is None:
+            return "–"
+        texture = row[m].get("texture_missing")
+        return f"{row[m]['psnr_missing']:.2f}/" + ("–" if texture is None else f"{texture:.2f}")
+
+    return [cell(m) for m in methods]
+
+
+HOLE_TITLE = "missing region: PSNR (dB) / texture ratio (1 = the photo's fine detail), mean over images"
+
+
+def markdown_table(table: dict, methods: Sequence[str], cells: Callable[..., list[str]] = table_cells) -> str:
+    """The table as Markdown, one row per mask; ``cells`` makes a row's cells (``hole_cells``: the holes)."""
     lines = ["| mask | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for spec, row in table.items():
-        lines.append(f"| {spec} | " + " | ".join(table_cells(row, methods)) + " |")
+        lines.append(f"| {spec} | " + " | ".join(cells(row, methods)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -355,7 +388,8 @@ def write_reports(out: Path, records: list[dict[str, Any]], table: dict, methods
     """table.md, per_image.csv, per_image.json, summary.json."""
     note = "".join(f"\n`{m}`: {ORACLE_NOTE}.\n" for m in methods if "-oracle-" in m)
     title = "PSNR (dB) / SSIM, mean over images\n\n"
-    atomic_write_bytes(out / "table.md", (title + markdown_table(table, methods) + note).encode())
+    holes = f"\n{HOLE_TITLE}\n\n" + markdown_table(table, methods, hole_cells)
+    atomic_write_bytes(out / "table.md", (title + markdown_table(table, methods) + holes + note).encode())
     atomic_write_bytes(out / "per_image.json", json.dumps(records, indent=2).encode())
     atomic_write_bytes(out / "summary.json", json.dumps(table, indent=2).encode())
     buffer = io.StringIO()

@@ -33,6 +33,7 @@ from esdiff.sampler import (
     hole_fill,
     hole_trend,
     low_rank,
+    near_known_weight,
     patch_generators,
     start_state,
 )
@@ -175,8 +176,9 @@ def sample_whole_image(
         lr.states.append(state.lowrank_state)
         starts.append(state.x)
     x = y if not starts else lr.stitch(y, torch.cat(starts))
-    x = base.op.prox_l2(x, y)
+    x = base.op.prox_l2(_fsr_start(x, observed, known, cfg.fsr_start), y)
 
+    near = near_known_weight(mask[None])[0]  # on the whole image, cut per tile like the state
     offsets = torch.randint(0, P, (cfg.steps, 2), generator=torch.Generator().manual_seed(seed))
     for i in range(cfg.steps):
         at_level = replace(base, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
@@ -185,16 +187,37 @@ def sample_whole_image(
                 x = _low_rank_pass(x, lr, at_level, y_patches, k_active)
             else:
                 tiles = Tiles(height, width, (int(offsets[i, 0]), int(offsets[i, 1])))
-                x = _tile_pass(x, tiles, steps, at_level, seed, i)
+                x = _tile_pass(x, tiles, steps, at_level, seed, i, near)
         if observe is not None:
             observe(i + 1, x)
         progress(i + 1, cfg.steps)
     return x.permute(1, 2, 0).cpu().numpy().astype(np.float64)
 
 
-def _on(base: Context, y: Tensor, known: Tensor, generators: Sequence[torch.Generator]) -> Context:
-    """``base`` restricted to a batch of patches ``y`` with their mask and noise generators."""
-    return replace(base, op=Inpainting(known), y=y, generators=generators)
+def _fsr_start(x: Tensor, observed: np.ndarray, known: np.ndarray, reach: int) -> Tensor:
+    """``x`` with its missing pixels ``reach`` or more from every known one replaced by FSR's fill
+    (``SamplerConfig.fsr_start``); ``x`` itself when ``reach`` is 0."""
+    if reach <= 0:
+        return x
+    from esdiff.baselines.opencv import inpaint_fsr
+    from esdiff.operators import within
+
+    mask = torch.from_numpy(np.ascontiguousarray(known))[None, None]
+    deep = ~within(mask, reach - 1)[0].to(x.device)
+    fill = torch.from_numpy(inpaint_fsr(observed, known)).permute(2, 0, 1).to(x)
+    return torch.where(deep, fill, x)
+
+
+def _on(
+    base: Context,
+    y: Tensor,
+    known: Tensor,
+    generators: Sequence[torch.Generator],
+    near_weight: Tensor | None = None,
+) -> Context:
+    """``base`` restricted to a batch of patches ``y`` with their mask, noise generators and, when cut
+    from the whole image's, their ``pnp-near`` weights."""
+    return replace(base, op=Inpainting(known), y=y, generators=generators, near_weight=near_weight)
 
 
 def _low_rank_pass(x: Tensor, lr: _LowRankGrid, base: Context, y_patches: Tensor, known: Tensor) -> Tensor:
@@ -212,16 +235,21 @@ def _low_rank_pass(x: Tensor, lr: _LowRankGrid, base: Context, y_patches: Tensor
     return lr.stitch(x, torch.cat(out))
 
 
-def _tile_pass(x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, seed: int, i: int) -> Tensor:
-    """``steps`` on the tiles of ``tiles`` that hold a missing pixel, batched; the rest stay as they are."""
+def _tile_pass(
+    x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, seed: int, i: int, near: Tensor
+) -> Tensor:
+    """``steps`` on the tiles of ``tiles`` that hold a missing pixel, batched; the rest stay as they are.
+    ``near`` is the whole image's ``near_known_weight`` ``[1, H, W]``, cut per tile: a tile's own mask,
+    its margins unknown, would make every tile edge a rim."""
     known = tiles.cut(base.op.mask, _zero_fill)  # the margins are unknown
+    near_tiles = tiles.cut(near, _zero_fill)
     inside = tiles.cut(torch.ones_like(base.op.mask), _zero_fill)
     active = torch.nonzero((inside & ~known).flatten(1).any(1))[:, 0]
     x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
     for lo in range(0, len(active), base.cfg.patch_batch):
         part = active[lo : lo + base.cfg.patch_batch]
         generators = patch_generators(seed, part.tolist(), x.device, salt=7_919 * (i + 1))
-        ctx = _on(base, y_tiles[part], known[part], generators)
+        ctx = _on(base, y_tiles[part], known[part], generators, near_tiles[part])
         state = State(x_tiles[part], None)
         for step in steps:
             state = step(state, ctx)

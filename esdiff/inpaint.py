@@ -124,6 +124,8 @@ def inpaint_images(
         raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
     if not chosen.calls_network and cfg.start != "lmafit":
         raise EsdiffError(f'the {step_list} list has no network step to take noise off: use start "lmafit"')
+    if cfg.fsr_start < 0 or (cfg.fsr_start and cfg.sampling != "image"):
+        raise EsdiffError(f'fsr_start must be 0 or more, with sampling "image" (got {cfg.fsr_start})')
     if chosen.on_clean and cfg.sampling == "image":
         raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     if observe is not None and (cfg.shifts != 1 or len(observed) != 1):

@@ -1,6 +1,6 @@
-"""Masks drawn with Pillow: text overlays (``text1``, ``text2``), meme-style captions and LaMa's
-free-form brush strokes. ``esdiff.masks`` parses the specs and calls these; each is seeded and draws the
-same mask on every machine with the same Pillow.
+"""Masks drawn with Pillow: text overlays (``text1``, ``text2``), meme-style captions, LaMa's
+free-form brush strokes and scratches (thin polylines, as on an old print). ``esdiff.masks`` parses the
+specs and calls these; each is seeded and draws the same mask on every machine with the same Pillow.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _WORDS = (
 _TEXT_STYLES = {"text1": (22.0, 32.0), "text2": (10.0, 48.0)}
 
 
-_STREAMS = {"text1": 0, "text2": 1, "caption": 3, "strokes": 4}
+_STREAMS = {"text1": 0, "text2": 1, "caption": 3, "strokes": 4, "scratches": 5}
 """Second seed word of each kind's random stream (fixed: changing one changes every mask of that kind)."""
 
 
@@ -169,3 +169,33 @@ def strokes_mask(params: dict[str, int], height: int, width: int, seed: int) -> 
         known = np.asarray(canvas) < 128
         if 1.0 - known.mean() <= MAX_STROKE_AREA:
             return known
+
+
+SCRATCHES: dict[str, tuple[int, int]] = {"thin": (2, 4), "thick": (5, 10)}
+"""Scratch width classes: the range of line widths in px at 256 px (scaled with ``min(H, W) / 256``)."""
+
+
+def scratches_mask(widths: tuple[int, int], height: int, width: int, seed: int) -> np.ndarray:
+    """Scratches: 3 to 6 polylines, each of 3 to 6 segments ``U[20, 60)`` px long (at 256 px, scaled with
+    ``min(H, W) / 256``) from a random start, heading random and turning by up to 0.6 rad at each joint,
+    drawn ``U{widths}`` px wide with round joints. They cross the image rather than cover it: thin ones
+    take a few per cent of the pixels, thick ones several."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng([seed, _STREAMS["scratches"]])
+    scale = min(height, width) / 256
+    canvas = PILImage.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(3, 7))):
+        x, y = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+        heading = float(rng.uniform(0, 2 * math.pi))
+        points = [(x, y)]
+        for _ in range(int(rng.integers(3, 7))):
+            heading += float(rng.uniform(-0.6, 0.6))
+            length = scale * float(rng.uniform(20, 60))
+            x, y = x + length * math.cos(heading), y + length * math.sin(heading)
+            points.append((x, y))
+        line_width = max(1, round(scale * int(rng.integers(widths[0], widths[1] + 1))))
+        draw.line(points, fill=255, width=line_width, joint="curve")
+    return np.asarray(canvas) < 128

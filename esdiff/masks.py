@@ -1,4 +1,5 @@
-"""Inpainting masks: seeded generators (random, block, box, text, caption, strokes) and mask files (SPEC 4).
+"""Inpainting masks: seeded generators (random, block, box, text, caption, strokes, scratches) and mask
+files (SPEC 4).
 
 A mask is ``known``: a bool H x W array, True on observed pixels, False on missing ones.
 Mask files follow the LaMa / OpenCV convention: white (non-zero) = missing, black = known.
@@ -12,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from esdiff.errors import EsdiffError
-from esdiff.mask_drawing import CAPTION_SIZE, STROKES, caption_mask, strokes_mask, text_mask
+from esdiff.mask_drawing import (
+    CAPTION_SIZE,
+    SCRATCHES,
+    STROKES,
+    caption_mask,
+    scratches_mask,
+    strokes_mask,
+    text_mask,
+)
 
 SPEC_HELP = (
     "valid mask specs: 'random:P' (fraction P in [0, 1) of pixels missing), "
@@ -22,16 +31,17 @@ SPEC_HELP = (
     "'caption' or 'caption:SIZE' (meme-style bold capitals, font size SIZE px, default 9/64 of the image "
     "height: about 15 % missing, 8 px strokes at 256 x 256), "
     "'strokes:thin', 'strokes:medium', 'strokes:thick' (free-form brush strokes, LaMa's three classes); "
+    "'scratches:thin' (polylines 2-4 px wide), 'scratches:thick' (5-10 px); "
     "anything else is read as a mask file (white = missing)"
 )
 
-_KINDS = ("random", "block", "box", "caption", "strokes")
+_KINDS = ("random", "block", "box", "caption", "strokes", "scratches")
 _TEXTS = ("text1", "text2", "caption")
 
 
 def is_mask_spec(text: str) -> bool:
     """True if ``text`` names a mask generator (``random:``, ``block:``, ``box:``, ``caption``,
-    ``strokes:``, text1, text2)."""
+    ``strokes:``, ``scratches:``, text1, text2)."""
     return text in _TEXTS or (":" in text and text.split(":", 1)[0] in _KINDS)
 
 
@@ -54,6 +64,12 @@ def _parse(spec: str) -> tuple[str, tuple[float, ...]]:
         if args not in STROKES:
             raise EsdiffError(f"bad mask spec {spec!r}: expected strokes:{'|'.join(STROKES)}; {SPEC_HELP}")
         return kind, (list(STROKES).index(args),)
+    if kind == "scratches":
+        if args not in SCRATCHES:
+            raise EsdiffError(
+                f"bad mask spec {spec!r}: expected scratches:{'|'.join(SCRATCHES)}; {SPEC_HELP}"
+            )
+        return kind, (list(SCRATCHES).index(args),)
     if kind == "random":
         return kind, (_fraction(args, spec),)
     if kind == "block":
@@ -81,6 +97,8 @@ def generate_mask(spec: str, height: int, width: int, seed: int = 0) -> np.ndarr
         return caption_mask(size, height, width, seed)
     if kind == "strokes":
         return strokes_mask(list(STROKES.values())[int(numbers[0])], height, width, seed)
+    if kind == "scratches":
+        return scratches_mask(list(SCRATCHES.values())[int(numbers[0])], height, width, seed)
     if kind == "random":
         return _random_mask(numbers[0], height, width, seed)
     if kind == "block":

@@ -32,11 +32,12 @@ class Sampler:
 
 @dataclass(frozen=True)
 class Baseline:
-    """A comparison method: ``<module>.inpaint(image, known, *, seed, progress, **settings)``."""
+    """A comparison method: ``<module>.<function>(image, known, *, seed, progress, **settings)``."""
 
     module: str
     on_device: bool = False
     """It runs on torch and takes ``device``."""
+    function: str = "inpaint"
 
 
 SAMPLERS: dict[str, Sampler] = {
@@ -51,8 +52,16 @@ BASELINES: dict[str, Baseline] = {
     "kernel-regression": Baseline("esdiff.baselines.kernel_regression"),
     "ksvd": Baseline("esdiff.baselines.ksvd"),
     "dip": Baseline("esdiff.baselines.dip", on_device=True),
+    "fsr": Baseline("esdiff.baselines.opencv", function="inpaint_fsr"),
+    "fsr-best": Baseline("esdiff.baselines.opencv", function="inpaint_fsr_best"),
+    "telea": Baseline("esdiff.baselines.opencv", function="inpaint_telea"),
+    "ns": Baseline("esdiff.baselines.opencv", function="inpaint_ns"),
 }
-"""The paper's other comparison methods, and scikit-image's biharmonic reference."""
+"""The paper's other comparison methods, scikit-image's biharmonic reference and OpenCV's classical
+tools (FSR, Telea, Navier-Stokes; the ``opencv`` extra)."""
+
+CLASSICAL: tuple[str, ...] = ("fsr", "fsr-best", "telea", "ns", "biharmonic", "aloha")
+"""The classical methods a learned prior has to beat (no network, nothing learned)."""
 
 METHODS: tuple[str, ...] = (*SAMPLERS, *BASELINES)
 """Every method by name."""
@@ -76,7 +85,8 @@ def default_model(name: str) -> Path | None:
 
 def baseline(name: str) -> Callable[..., np.ndarray]:
     """The ``inpaint`` function of a baseline (imported on first use)."""
-    return importlib.import_module(BASELINES[name].module).inpaint
+    entry = BASELINES[name]
+    return getattr(importlib.import_module(entry.module), entry.function)
 
 
 def check_mask(known: np.ndarray, shape: tuple[int, int]) -> None:

@@ -97,6 +97,9 @@ class Context:
     generators: Sequence[torch.Generator]
     sigma: float
     step_var: float
+    near_weight: Tensor | None = None
+    """The ``pnp-near`` weights of these patches (``near_known_weight``) when they are cut from a larger
+    image's, so that a patch edge is no rim; None: computed from ``op.mask``."""
 
     def noise(self, like: Tensor) -> Tensor:
         """One normal draw per patch from that patch's own generator, on the generator's device."""
@@ -217,7 +220,8 @@ def denoise_near_known(state: State, ctx: Context) -> State:
     hole the state keeps the low-rank estimate, which the denoiser, shown a smooth fill between clean
     known pixels, would darken and smear (measured: README)."""
     clean = denoise_pnp(state, ctx)
-    weight = near_known_weight(ctx.op.mask).to(state.x.dtype)
+    weight = near_known_weight(ctx.op.mask) if ctx.near_weight is None else ctx.near_weight
+    weight = weight.to(state.x.dtype)
     return replace(clean, x=torch.lerp(state.x, clean.x, weight))
 
 

@@ -40,7 +40,10 @@ MAX_SEED = 2**32 - 1
 MAX_PIXELS = 40_000_000
 """``esdiff.io.MAX_PIXELS``, repeated here (a test checks) so that ``--help`` needs no numpy."""
 
-MASK_SPECS = "random:P, block:SIZE:P, box:X,Y,W,H, text1, text2, caption[:SIZE], strokes:thin|medium|thick"
+MASK_SPECS = (
+    "random:P, block:SIZE:P, box:X,Y,W,H, text1, text2, caption[:SIZE], strokes:thin|medium|thick,"
+    " scratches:thin|thick"
+)
 """The mask generators, for help texts (a test checks that every generator in esdiff.masks is listed)."""
 
 console = Console(stderr=True, highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -143,7 +144,8 @@ def run_job(job: Job, args: dict[str, Any], progress_for: Any) -> dict[str, Any]
     if truth is not None:
         from esdiff.metrics import evaluate
 
-        summary["metrics"] = {k: round(float(v), 4) for k, v in evaluate(result, truth, known).items()}
+        metrics = evaluate(result, truth, known).items()
+        summary["metrics"] = {k: None if math.isnan(v) else round(float(v), 4) for k, v in metrics}  # JSON
     if job.dest is None:
         sys.stdout.buffer.write(encode_png(result, image.bit_depth))
         sys.stdout.buffer.flush()
@@ -371,8 +373,11 @@ def report(summary: dict[str, Any]) -> None:
     line = f"wrote {summary['output']} in {summary['seconds']:.1f} s"
     metrics = summary.get("metrics")
     if metrics:
-        line += (
-            f"  PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"
-            f" (missing region: PSNR {metrics['psnr_missing']:.2f} dB, SSIM {metrics['ssim_missing']:.4f})"
-        )
+        line += f"  PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"
+        if metrics["psnr_missing"] is not None:
+            line += (
+                f" (missing region: PSNR {metrics['psnr_missing']:.2f} dB, SSIM {metrics['ssim_missing']:.4f}"
+            )
+            texture = metrics.get("texture_missing")
+            line += ")" if texture is None else f", texture {texture:.2f} of the truth's)"
     console.print(line, soft_wrap=True, markup=False)

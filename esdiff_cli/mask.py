@@ -50,6 +50,9 @@ def command(
       strokes:thin|medium|thick
                       free-form brush strokes in LaMa's three width classes
                       (about 27 %, 26 %, 29 % missing, never over 50 %)
+      scratches:thin|thick
+                      3 to 6 polylines crossing the image, 2-4 px or
+                      5-10 px wide at 256 x 256 (about 2 % and 6 % missing)
 
     The same SPEC, size and --seed give the same mask on every machine (with the same Pillow, whose
     built-in font draws the text). `esdiff inpaint --mask` takes the same specs.

@@ -49,7 +49,19 @@ def outputs(problem) -> dict[str, np.ndarray]:
 
 
 def test_registry_lists_the_papers_methods() -> None:
-    assert METHODS == ("esdiff", "ncsnpp", "aloha", "biharmonic", "kernel-regression", "ksvd", "dip")
+    assert METHODS == (
+        "esdiff",
+        "ncsnpp",
+        "aloha",
+        "biharmonic",
+        "kernel-regression",
+        "ksvd",
+        "dip",
+        "fsr",
+        "fsr-best",
+        "telea",
+        "ns",
+    )
     assert set(METHODS) == set(SAMPLERS) | set(BASELINES)
     for module, name in [
         (aloha, "aloha"),

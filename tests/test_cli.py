@@ -165,18 +165,20 @@ def test_top_level_help_and_version() -> None:
 
 
 def test_every_mask_generator_is_in_the_help_texts() -> None:
-    from esdiff.masks import _KINDS, SPEC_HELP, STROKES
+    from esdiff.masks import _KINDS, SCRATCHES, SPEC_HELP, STROKES
     from esdiff_cli.common import MASK_SPECS
 
     names = [*_KINDS, "text1", "text2", *(f"strokes:{k}" for k in STROKES)]
     listed = MASK_SPECS.replace("|", " strokes:")  # "strokes:thin|medium" -> also "strokes:medium"
     assert all(name in listed for name in names), (names, MASK_SPECS)
+    assert all(f"scratches:{k}" in MASK_SPECS.replace("|", " scratches:") for k in SCRATCHES)
     assert all(name.split(":")[0] in SPEC_HELP for name in names)
     commands = get_command(app).commands  # type: ignore[attr-defined]
     mask_help = next(p.help for p in commands["inpaint"].params if p.name == "mask")
     assert "esdiff mask --help" in mask_help
     listed_lines = [line.split()[0] for line in commands["mask"].help.splitlines() if re.match(r"  \S", line)]
     assert all(spec in listed_lines for spec in MASK_SPECS.split(", ")), listed_lines  # one spec a line
+    assert "scratches:thin|thick" in commands["mask"].help
 
 
 def test_cli_constants_match_the_library() -> None:

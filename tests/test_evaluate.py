@@ -46,6 +46,9 @@ def test_evaluate_writes_reports_and_is_deterministic(tmp_path: Path, folder: Pa
     for spec in ("random:0.5", "text2"):
         for method in ("biharmonic", "kernel-regression"):
             assert summary[spec][method]["psnr"] > summary[spec]["observation"]["psnr"]
+            assert summary[spec][method]["psnr_missing"] > summary[spec]["observation"]["psnr_missing"]
+    assert "texture ratio" in first.output and "texture ratio" in (tmp_path / "one" / "table.md").read_text()
+    assert all("texture_missing" in r for r in records)  # None where no pixel lies deep in a hole
     second = evaluate(folder, tmp_path / "two", "--full-size")
     assert second.exit_code == 0
     again = json.loads((tmp_path / "two" / "per_image.json").read_text())

@@ -28,6 +28,8 @@ SEEDED = [
     "strokes:thin",
     "strokes:medium",
     "strokes:thick",
+    "scratches:thin",
+    "scratches:thick",
 ]
 
 
@@ -276,6 +278,17 @@ def test_strokes_scale_with_the_image() -> None:
     assert 0.20 <= np.mean(small) <= 0.30
 
 
+@pytest.mark.parametrize(("kind", "width"), [("thin", (2, 4)), ("thick", (5, 10))])
+def test_scratches_are_polylines_of_their_width_class(kind: str, width: tuple[int, int]) -> None:
+    """Scratch widths lie in their class (2-4 px, 5-10 px at 256), the polylines cover a few per cent of
+    the image, and another seed draws other scratches."""
+    masks = [generate_mask(f"scratches:{kind}", 256, 256, seed=s) for s in range(12)]
+    assert width[0] - 1 <= np.median([stroke_width(~k) for k in masks]) <= width[1] + 1
+    fractions = [missing_fraction(k) for k in masks]
+    assert all(0 < f < 0.15 for f in fractions) and 0.005 < np.mean(fractions) < 0.1, fractions
+    assert not np.array_equal(masks[0], masks[1])
+
+
 def test_stroke_and_caption_masks_are_the_same_on_every_machine() -> None:
     """Golden digests (numpy's seeded stream, Pillow's drawing and its built-in font); regenerate only
     on purpose, and say so in the changelog: every stored benchmark mask changes with them."""
@@ -289,12 +302,16 @@ def test_stroke_and_caption_masks_are_the_same_on_every_machine() -> None:
     assert digest("strokes:thin") == "9db6611166f4f936"
     assert digest("strokes:medium") == "7b8495bb1af1a590"
     assert digest("strokes:thick") == "8a0a74e729be7189"
+    assert digest("scratches:thin") == "5cefa5c5970098c3"
+    assert digest("scratches:thick") == "0e9ba0342d7f8a9a"
     if features.version("freetype2") != "2.14.3":
         pytest.skip("text rendering is pinned for FreeType 2.14.3 (the one Pillow's wheels bundle)")
     assert digest("caption") == "9b428a550f365ced"
 
 
-@pytest.mark.parametrize("spec", ["caption:0", "caption:x", "caption:", "strokes:fat", "strokes"])
+@pytest.mark.parametrize(
+    "spec", ["caption:0", "caption:x", "caption:", "strokes:fat", "strokes", "scratches:fat", "scratches"]
+)
 def test_bad_caption_and_stroke_specs_list_the_valid_ones(spec: str) -> None:
     with pytest.raises(EsdiffError, match="strokes:thin"):
         generate_mask(spec, 64, 64)

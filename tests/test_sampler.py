@@ -666,3 +666,36 @@ def test_for_mask_gives_only_deep_holes_the_pnp_noise() -> None:
     assert for_mask(deep, scattered, 1e-5) == deep and for_mask(shallow, box, 1e-5) == shallow
     literal = replace(cfg, deep_holes=None)
     assert for_mask(literal, scattered, 1e-5) == literal
+
+
+def test_whole_image_pnp_near_weight_is_the_whole_images_cut_per_tile() -> None:
+    """The whole-image sampler takes the denoised estimate with ``near_known_weight`` of the whole mask:
+    a tile edge inside the image is no rim. With a denoiser that returns a constant ``c``, one
+    ``denoise_near_known`` pass moves each pixel ``w (c - x)``, so the runs with ``c = 1`` and ``c = 0``
+    differ by the weight itself."""
+    from esdiff.sampler import StepList, denoise_near_known, near_known_weight
+
+    known = np.random.default_rng(0).random((150, 170)) > 0.75
+    known[40:80, 60:120] = False  # a solid hole across tile edges
+    observed = np.zeros((*known.shape, 3))
+    cfg = replace(BOOKKEEPING, steps=1, sampling="image", start="noise", pnp_noise=0.0)
+
+    def run(c: float) -> np.ndarray:
+        return sample_whole_image(
+            observed,
+            known,
+            score=lambda psi, sigma: (c - psi) / sigma**2,
+            encoding=Encoding(None),
+            sde=VESDE(),
+            step_list=StepList((denoise_near_known,), needs_low_rank=False),
+            cfg=cfg,
+            seed=3,
+            device="cpu",
+            progress=lambda done, total: None,
+        )
+
+    moved = run(1.0) - run(0.0)
+    want = near_known_weight(torch.from_numpy(known)[None, None])[0, 0].numpy()
+    assert 0.0 < float(want[~known].mean()) < 1.0
+    for channel in range(3):
+        np.testing.assert_allclose(moved[..., channel], want, atol=1e-3)  # float32 noise
