@@ -15,12 +15,16 @@ from typing import Any
 from esdiff.config import DEFAULT_RECIPE, RECIPES, ModelConfig, TrainConfig
 
 FINETUNE_STEPS = 1000
-"""Default step budget of a fine-tune (docs/results.md, "Fine-tuning": sized to finish within the
-20-minute target on the 2-core CPU with a batch of ten photos)."""
-FINETUNE_LR = 5e-5
-"""Default Adam step size of a fine-tune: a quarter of training's from scratch (docs/results.md)."""
+"""Default step budget of a fine-tune: sized from measured seconds per step of the ``base`` network with
+a batch of ten photos on one thread of the 2-core CPU, to finish within 20 minutes (CHANGELOG)."""
+FINETUNE_LR = 1e-4
+"""Default Adam step size of a fine-tune: half of training's from scratch, which in short measured runs
+raised the validation PSNR as fast as the full one (CHANGELOG)."""
 FINETUNE_WARMUP = 50
 """Default warm-up steps of a fine-tune (the Adam moments start from zero)."""
+FINETUNE_DECAY = 300
+"""Default cool-down of a fine-tune: the step size falls linearly to zero over its last 300 steps, as the
+built-in model's training ended."""
 FINETUNE_VAL_EVERY = 100
 """Default steps between validations of a fine-tune (a short run still draws a curve)."""
 
@@ -57,7 +61,7 @@ def finetune_config(
         "steps": FINETUNE_STEPS,
         "lr": FINETUNE_LR,
         "warmup": FINETUNE_WARMUP,
-        "decay": 0,
+        "decay": FINETUNE_DECAY,
         "seed": 0,
         "checkpoint_every": TrainConfig.checkpoint_every,
         "val_every": FINETUNE_VAL_EVERY,

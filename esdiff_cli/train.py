@@ -195,6 +195,7 @@ def command(
         from esdiff.training import train
 
         set_threads(threads)
+        note = holdout_message(len(named), held_names) if val is None else None
         progress = make_progress(quiet or rank != 0)
         bar: list[Callable[..., None]] = []
 
@@ -202,8 +203,8 @@ def command(
             step: int, total: int, loss: float, patches_per_s: float, val: dict[int, float] | None = None
         ) -> None:
             if not bar:  # the bar appears once training runs, not before a setup error
-                if val is None:
-                    info(holdout_message(len(named), held_names))
+                if note:
+                    info(note)
                 progress.start()
                 bar.append(progress_callback(progress, "train", total))
             shown = {f"val{k}": f"{v:.2f}" for k, v in (val or {}).items()}
@@ -260,7 +261,14 @@ def resolve_init_configs(given: dict[str, Any], model: CheckpointInfo) -> tuple[
     import dataclasses
 
     from esdiff.config import NETWORK_PRESETS
-    from esdiff.finetune import FINETUNE_WARMUP, OPTIMISATION_FIELDS, finetune_config, recipe_conflict
+    from esdiff.finetune import (
+        FINETUNE_DECAY,
+        FINETUNE_STEPS,
+        FINETUNE_WARMUP,
+        OPTIMISATION_FIELDS,
+        finetune_config,
+        recipe_conflict,
+    )
 
     cfg, name = model.model_config, model.path.name
     problems = []
@@ -283,8 +291,9 @@ def resolve_init_configs(given: dict[str, Any], model: CheckpointInfo) -> tuple[
     if problems:
         raise EsdiffError(f"--init {name}: {problems[0]}; drop it to fine-tune with the model's settings")
     options = {k: v for k, v in given.items() if k in OPTIMISATION_FIELDS}
-    if "steps" in options and "warmup" not in options:
-        options["warmup"] = min(default_warmup(options["steps"]), FINETUNE_WARMUP)
+    steps = options.get("steps", FINETUNE_STEPS)  # a shorter run gets a shorter warm-up and cool-down
+    options.setdefault("warmup", min(default_warmup(steps), FINETUNE_WARMUP))
+    options.setdefault("decay", min(steps * 3 // 10, FINETUNE_DECAY))
     return cfg, finetune_config(model.train_config, cfg, options)
 
 

@@ -121,6 +121,7 @@ def test_the_fine_tune_validates_the_model_itself_at_step_0(edm_model: Path, tmp
     expected = ValidationSet.from_images(held).psnr(Prior(net, cfg.precond), Encoding(keep))
     assert validated[0]["val_psnr"] == pytest.approx({str(k): v for k, v in expected.items()}, abs=1e-4)
     assert "validation PSNR at sigma 10/25/50" in result.stderr and "at step 0)" in result.stderr
+    assert "held out for validation (never trained on): p2.png" in result.stderr
 
 
 def test_a_fine_tune_keeps_the_models_recipe_and_configs(edm_model: Path, tmp_path: Path) -> None:
