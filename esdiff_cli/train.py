@@ -61,7 +61,9 @@ def command(
             show_default="base",
         ),
     ] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000")] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000; --init 1000")
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option(min=0, max=MAX_SEED, help="Seed of weights, crops, noise and mask.", show_default="0"),
@@ -117,7 +119,9 @@ def command(
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Write a checkpoint every K steps.", show_default="100")
     ] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Adam step size.", show_default="2e-4")] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help="Adam step size.", show_default="2e-4; --init 1e-4")
+    ] = None,
     warmup: Annotated[
         int | None, typer.Option(min=0, help="Warm-up steps.", show_default="min(5000, steps/10)")
     ] = None,
