@@ -29,6 +29,7 @@ from esdiff.checkpoints import (
     load_model,
     load_training_state,
     load_weights,
+    read_info,
     restore_optimizer,
     save_checkpoint,
 )
@@ -211,6 +212,10 @@ def train(
             f"the network has {model_config.network.channels} input channels but the encoding gives "
             f"{model_config.mpt.channels}"
         )
+    if init is not None and not resume:  # before the run folder is made
+        conflicts = init_conflicts(read_info(init).model_config, model_config)
+        if conflicts:
+            raise EsdiffError(f"{init}: cannot fine-tune this model with the settings asked ({conflicts[0]})")
     cfg, model_cfg = train_config, model_config
     group, device = ProcessGroup.setup(torch.device(device))
     log: MetricsLog | None = None
@@ -344,10 +349,7 @@ def _initial_state(
     raw = new_model(model_cfg, cfg.seed)
     optimizer = torch.optim.Adam(raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), eps=cfg.adam_eps)
     if init is not None:
-        model, keep, init_cfg = load_model(init)
-        conflicts = init_conflicts(init_cfg, model_cfg)
-        if conflicts:
-            raise EsdiffError(f"{init}: cannot fine-tune this model with the settings asked ({conflicts[0]})")
+        model, keep, _ = load_model(init)
         raw.load_state_dict(model.state_dict())  # the EMA weights, cast to the trained dtype
         return raw, copy.deepcopy(raw), optimizer, keep.cpu(), 0
     if not resume:
