@@ -16,7 +16,14 @@ from esdiff.io import IMAGE_SUFFIXES, list_images, read_image
 
 
 def load_training_images(folder: str | os.PathLike[str], patch: int = 64) -> list[np.ndarray]:
-    """Every readable image directly in ``folder`` as float32 ``H x W x 3``, sorted by file name.
+    """Every readable image directly in ``folder`` as float32 ``H x W x 3``, sorted by file name (see
+    :func:`load_named_images`)."""
+    return [pixels for _, pixels in load_named_images(folder, patch)]
+
+
+def load_named_images(folder: str | os.PathLike[str], patch: int = 64) -> list[tuple[Path, np.ndarray]]:
+    """Every readable image directly in ``folder`` with its path, as float32 ``H x W x 3``, sorted by
+    file name.
 
     Unreadable files are skipped with a warning; an empty folder, a folder with no readable image, or an
     image smaller than ``patch`` on a side is an EsdiffError.
@@ -27,7 +34,7 @@ def load_training_images(folder: str | os.PathLike[str], patch: int = 64) -> lis
     paths = list_images(folder)
     if not paths:
         raise EsdiffError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    images: list[np.ndarray] = []
+    images: list[tuple[Path, np.ndarray]] = []
     skipped: list[str] = []
     for path in paths:
         try:
@@ -38,12 +45,26 @@ def load_training_images(folder: str | os.PathLike[str], patch: int = 64) -> lis
         h, w = pixels.shape[:2]
         if h < patch or w < patch:
             raise EsdiffError(f"{path}: {w}x{h} pixels is smaller than the {patch}x{patch} training patch")
-        images.append(pixels)
+        images.append((path, pixels))
     if not images:
         raise EsdiffError(f"{folder}: none of the {len(paths)} image files could be read ({skipped[0]})")
     for reason in skipped:
         warnings.warn(f"skipping {reason}", stacklevel=2)
     return images
+
+
+HOLDOUT_MIN_IMAGES = 3
+"""The fewest training images from which :func:`holdout_indices` holds one out (two stay to train on)."""
+
+
+def holdout_indices(count: int) -> list[int]:
+    """Which of ``count`` training images (sorted by name) to hold out for validation when no validation
+    images are given: none below ``HOLDOUT_MIN_IMAGES``, one of up to eight, two of more, spread over
+    the list (the middle one; or the ones a quarter and three quarters of the way)."""
+    if count < HOLDOUT_MIN_IMAGES:
+        return []
+    held = 1 if count <= 8 else 2
+    return [(2 * k + 1) * count // (2 * held) for k in range(held)]
 
 
 class CropSampler:

@@ -63,13 +63,19 @@ def write_run_config(run_dir: Path, **fields: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_NAME, text.encode())
 
 
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.json`` (empty when it is missing or unreadable)."""
+    try:
+        fields = json.loads((run_dir / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
 def check_resume_data(run_dir: Path, data: str | os.PathLike[str]) -> None:
     """An EsdiffError if the run in ``run_dir`` recorded another training folder than ``data`` (runs
     that recorded none pass)."""
-    try:
-        recorded = json.loads((run_dir / CONFIG_NAME).read_text()).get("data")
-    except (OSError, ValueError, AttributeError):
-        return
+    recorded = read_run_config(run_dir).get("data")
     asked = str(Path(data).resolve())
     if recorded is not None and recorded != asked:
         raise EsdiffError(

@@ -28,6 +28,7 @@ from esdiff.checkpoints import (
     CHECKPOINT_NAME,
     MODEL_NAME,
     Validation,
+    load_model,
     load_training_state,
     load_weights,
     read_info,
@@ -194,6 +195,7 @@ def train(
     channels_last: bool = False,
     val_images: Sequence[np.ndarray] | None = None,
     run_info: dict[str, object] | None = None,
+    init: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train, or with ``resume`` continue, up to ``train_config.steps`` steps; return where it stopped.
 
@@ -207,12 +209,21 @@ def train(
     last checkpoint stays). A non-finite loss stops the run with an EsdiffError before anything is saved
     over the last (finite) checkpoint. ``run_info`` adds fields to ``config.json`` (the command line
     records the data folder there).
+
+    ``init`` (a model file) fine-tunes: a new run starts from its EMA weights (as the raw weights and as
+    the EMA) and its virtual mask; ``model_config`` must be the file's (``esdiff.finetune`` resolves the
+    run's settings), and with ``val_images`` the model is validated once before the first step (step 0).
+    On ``resume`` the run's own checkpoint is the start and ``init`` is not read.
     """
     if model_config.network.channels != model_config.mpt.channels:
         raise EsdiffError(
             f"the network has {model_config.network.channels} input channels but the encoding gives "
             f"{model_config.mpt.channels}"
         )
+    if init is not None and not resume:  # before the run folder is made
+        conflicts = init_conflicts(read_info(init).model_config, model_config)
+        if conflicts:
+            raise EsdiffError(f"{init}: cannot fine-tune this model with the settings asked ({conflicts[0]})")
     cfg, model_cfg = train_config, model_config
     group, device = ProcessGroup.setup(torch.device(device))
     log: MetricsLog | None = None
@@ -222,7 +233,9 @@ def train(
         sde = VESDE.from_config(model_cfg.sde)
         sampler = CropSampler(images, model_cfg.mpt.size, cfg.crops_per_image, cfg.flips, cfg.rotations)
         generator = torch.Generator().manual_seed(cfg.seed + group.rank)
-        raw, ema, optimizer, keep, start = _initial_state(model_cfg, cfg, run_dir, resume, generator, group)
+        raw, ema, optimizer, keep, start = _initial_state(
+            model_cfg, cfg, run_dir, resume, generator, group, None if resume else init
+        )
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         # Module.to takes memory_format (documented), but torch's overloads of it leave the keyword out.
         raw.to(device, memory_format=fmt)  # type: ignore[call-overload]
@@ -274,6 +287,9 @@ def train(
 
         loss: float | None = None
         saved_step, val = start, None
+        if validation is not None and init is not None and start == 0 and log is not None:
+            val = validation.psnr(ema_prior, _encoding(keep, model_cfg))
+            log.write({"step": 0, "val_psnr": {str(k): v for k, v in val.items()}})
         step, began, patches = start, time.perf_counter(), sampler.batch_size * group.world
         with StopSignals() as stop:
             for step in range(start + 1, cfg.steps + 1):
@@ -372,10 +388,16 @@ def _initial_state(
     resume: bool,
     generator: torch.Generator,
     group: ProcessGroup,
+    init: str | os.PathLike[str] | None = None,
 ) -> tuple[ScoreModel, ScoreModel, torch.optim.Optimizer, Tensor, int]:
-    """Raw and EMA networks, optimizer, keep mask and first step: fresh, or restored from the checkpoint."""
+    """Raw and EMA networks, optimizer, keep mask and first step: fresh, from the model ``init``, or
+    restored from the checkpoint."""
     raw = new_model(model_cfg, cfg.seed)
     optimizer = torch.optim.Adam(raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), eps=cfg.adam_eps)
+    if init is not None:
+        model, keep, _ = load_model(init)
+        raw.load_state_dict(model.state_dict())  # the EMA weights, cast to the trained dtype
+        return raw, copy.deepcopy(raw), optimizer, keep.cpu(), 0
     if not resume:
         keep = virtual_mask(model_cfg.mpt.ratio, model_cfg.mpt.size, model_cfg.mpt.seed)
         return raw, copy.deepcopy(raw), optimizer, keep, 0
@@ -399,6 +421,15 @@ def _initial_state(
         )
         generator.manual_seed(cfg.seed + 1009 * info.step + group.rank)
     return raw, ema, optimizer, state.keep, info.step
+
+
+def init_conflicts(model: ModelConfig, asked: ModelConfig) -> list[str]:
+    """How a model config asked for a fine-tune differs from the config of the model it starts from
+    (empty: none), one phrase per field, e.g. ``network.nf is 32 in the model, 16 asked``."""
+    return [
+        c.replace(" in the run,", " in the model,")
+        for c in resume_conflicts(model, asked, None, TrainConfig())
+    ]
 
 
 def _encoding(keep: Tensor, cfg: ModelConfig) -> Encoding:

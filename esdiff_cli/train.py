@@ -66,7 +66,9 @@ def command(
             show_default="base",
         ),
     ] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000")] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Train up to step N.", show_default="3000; --init 1000")
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option(min=0, max=MAX_SEED, help="Seed of weights, crops, noise and mask.", show_default="0"),
@@ -101,10 +103,19 @@ def command(
             show_default=DEFAULT_RECIPE_NAME,
         ),
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tune a model: builtin or a .safetensors file (its network, recipe and virtual mask "
+            "are kept; shorter run, lower --lr).",
+            show_default=False,
+        ),
+    ] = None,
     val: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of held-out images: log the denoising PSNR at sigma 10/25/50 on fixed crops.",
+            help="Folder of held-out images: log the denoising PSNR at sigma 10/25/50 on fixed crops "
+            "(default: hold out 1 photo of 3-8, 2 of more).",
         ),
     ] = None,
     val_every: Annotated[
@@ -113,7 +124,9 @@ def command(
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Write a checkpoint every K steps.", show_default="100")
     ] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Adam step size.", show_default="2e-4")] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help="Adam step size.", show_default="2e-4; --init 1e-4")
+    ] = None,
     warmup: Annotated[
         int | None, typer.Option(min=0, help="Warm-up steps.", show_default="min(5000, steps/10)")
     ] = None,
@@ -133,6 +146,8 @@ def command(
 ) -> None:
     """Train the score network on DATA: one random 64x64 crop per image per step, MPT-encoded.
 
+    Without --val, one or two photos of DATA are held out for validation and never trained on.
+    `--init builtin` fine-tunes the built-in model instead of training from scratch.
     Under `torchrun --nproc_per_node=K` it trains with DDP, each process drawing its own crops.
     Ctrl-C (exit status 130) or SIGTERM (143) writes a checkpoint and stops; `--resume` continues with
     the same random stream. At its last step the run writes OUT/model.safetensors, the model to pass to
@@ -159,32 +174,49 @@ def command(
     rank = int(os.environ.get("RANK", "0"))
     with cli_errors():
         from esdiff.checkpoints import CHECKPOINT_NAME, read_info
-        from esdiff.data import load_training_images
+        from esdiff.data import load_named_images, load_training_images
         from esdiff.runs import check_resume_data
 
-        images = load_training_images(data)
+        named = load_named_images(data)
         val_images = load_training_images(val) if val is not None else None
         saved = None
+        init_file = resolve_init(init) if init is not None else None
         if resume:
+            if init_file is not None:
+                raise EsdiffError("--resume continues a run from its own checkpoint: drop --init")
             if not (out / CHECKPOINT_NAME).is_file():
                 raise EsdiffError(f"--resume: {out} holds no {CHECKPOINT_NAME} to continue from")
             saved = read_info(out / CHECKPOINT_NAME)
             check_resume_data(out, data)
-        model_cfg, train_cfg = resolve_configs(given, saved)
+        if init_file is not None:
+            model_cfg, train_cfg = resolve_init_configs(given, read_info(init_file))
+        else:
+            model_cfg, train_cfg = resolve_configs(given, saved)
+        held = held_out(named, out if resume else None) if val is None or resume else []
+        images = [pixels for i, (_, pixels) in enumerate(named) if i not in held]
+        if held and val_images is None:
+            val_images = [named[i][1] for i in held]
+        held_names = [named[i][0].name for i in held]
         torch_device = resolve_device(device)
         if dry_run:
             report = dry_run_report(data, out, len(images), torch_device, model_cfg, train_cfg, saved)
+            report.update(init=str(init_file) if init_file else None, held_out=held_names)
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             return
         from esdiff.training import train
 
         set_threads(threads)
+        note = holdout_message(len(named), held_names) if val is None else None
         progress = make_progress(quiet or rank != 0)
         bar = progress_callback(progress, "train", train_cfg.steps, saved.step if saved else 0)
+        noted: list[bool] = []
 
         def callback(
             step: int, total: int, loss: float, patches_per_s: float, val: dict[int, float] | None = None
         ) -> None:
+            if note and not noted:  # once, when training runs, not before a setup error
+                info(note)
+                noted.append(True)
             progress.start()  # the bar appears once training runs, not before a setup error
             shown = {f"val{k}": f"{v:.2f}" for k, v in (val or {}).items()}
             bar(step, total, unit="steps", loss=loss, **{"patches/s": patches_per_s}, **shown)
@@ -201,7 +233,12 @@ def command(
                 bf16=bf16,
                 channels_last=channels_last,
                 val_images=val_images,
-                run_info={"data": str(data.resolve())},
+                run_info={
+                    "data": str(data.resolve()),
+                    "held_out": held_names,
+                    "init": str(init_file) if init_file else None,
+                },
+                init=init_file,
             )
         finally:
             progress.stop()
@@ -213,6 +250,113 @@ def command(
         loss = f", last loss {result.loss:.4g}" if result.loss is not None else ""
         info(f"step {result.step}/{train_cfg.steps}{loss}: the model is {result.model}")
         info(f"use it: esdiff inpaint IMG --mask M --model {result.model}")
+        summary = validation_summary(out)
+        if summary:
+            info(summary)
+
+
+def resolve_init(init: str) -> Path:
+    """The model file ``--init`` names (``builtin``: the shipped model); a missing file is an error."""
+    from esdiff.prior import BUILTIN_MODEL
+
+    path = BUILTIN_MODEL if init == "builtin" else Path(init)
+    if not path.is_file():
+        why = "the built-in model is not installed" if init == "builtin" else "no such model file"
+        raise EsdiffError(f"--init {init}: {why}")
+    return path
+
+
+def resolve_init_configs(given: dict[str, Any], model: CheckpointInfo) -> tuple[ModelConfig, TrainConfig]:
+    """A fine-tune's configs: the model's network, encoding, SDE, parametrisation and recipe, the
+    fine-tune's budget (``esdiff.finetune``), and the ``given`` optimisation options; an option that
+    contradicts the model is an EsdiffError."""
+    import dataclasses
+
+    from esdiff.config import NETWORK_PRESETS
+    from esdiff.finetune import (
+        FINETUNE_DECAY,
+        FINETUNE_STEPS,
+        FINETUNE_WARMUP,
+        OPTIMISATION_FIELDS,
+        finetune_config,
+        recipe_conflict,
+    )
+
+    cfg, name = model.model_config, model.path.name
+    problems = []
+    if "preset" in given:
+        asked = dataclasses.replace(NETWORK_PRESETS[given["preset"]], channels=cfg.network.channels)
+        if asked != cfg.network:
+            problems.append(f"--preset {given['preset']} (the model's network is {preset_name(cfg.network)})")
+    if given.get("no_mpt") and cfg.mpt.enabled:
+        problems.append("--no-mpt (the model has MPT)")
+    if "ratio" in given and given["ratio"] != cfg.mpt.ratio:
+        problems.append(f"--ratio {given['ratio']} (the model's virtual mask has ratio {cfg.mpt.ratio})")
+    if given.get("redraw_mask"):
+        problems.append("--redraw-mask (the model's virtual mask is kept)")
+    if "recipe" in given:
+        why = recipe_conflict(given["recipe"], cfg, model.train_config)
+        if why:
+            problems.append(f"--recipe {given['recipe']} ({why})")
+    if given.get("flips") and model.train_config is not None and not model.train_config.flips:
+        problems.append("--flips (the model was trained without)")
+    if problems:
+        raise EsdiffError(f"--init {name}: {problems[0]}; drop it to fine-tune with the model's settings")
+    options = {k: v for k, v in given.items() if k in OPTIMISATION_FIELDS}
+    steps = options.get("steps", FINETUNE_STEPS)  # a shorter run gets a shorter warm-up and cool-down
+    options.setdefault("warmup", min(default_warmup(steps), FINETUNE_WARMUP))
+    options.setdefault("decay", min(steps * 3 // 10, FINETUNE_DECAY))
+    return cfg, finetune_config(model.train_config, cfg, options)
+
+
+def held_out(named: list[tuple[Path, Any]], resumed_run: Path | None) -> list[int]:
+    """Indices of the photos to hold out for validation: those the resumed run recorded, or for a new
+    run ``esdiff.data.holdout_indices``."""
+    from esdiff.data import holdout_indices
+    from esdiff.runs import read_run_config
+
+    if resumed_run is None:
+        return holdout_indices(len(named))
+    recorded = read_run_config(resumed_run).get("held_out") or []
+    names = [path.name for path, _ in named]
+    missing = [n for n in recorded if n not in names]
+    if missing:
+        raise EsdiffError(f"--resume: the held-out photo {missing[0]} is no longer in the training folder")
+    return [names.index(n) for n in recorded]
+
+
+def holdout_message(count: int, held: list[str]) -> str:
+    if not held:
+        return (
+            f"{count} photo{'s' * (count != 1)}: none held out for validation, so no validation curve "
+            "(give --val DIR, or 3 or more photos)"
+        )
+    return (
+        f"held out for validation (never trained on): {', '.join(held)}; "
+        f"training on the other {count - len(held)} (--val DIR to choose)"
+    )
+
+
+def validation_summary(run: Path) -> str | None:
+    """The run's last validation PSNR per level, and its first when that was earlier (None: none)."""
+    from esdiff.plots import read_metrics
+    from esdiff.runs import METRICS_NAME
+
+    try:
+        records = [r for r in read_metrics(run / METRICS_NAME) if "val_psnr" in r]
+    except OSError:
+        return None
+    if not records:
+        return None
+
+    def figure(record: dict[str, Any]) -> str:
+        levels = record["val_psnr"]
+        return f"{' / '.join(f'{levels[k]:.2f}' for k in levels)} dB at step {record['step']}"
+
+    first, last = records[0], records[-1]
+    levels = "/".join(last["val_psnr"])
+    text = f"validation PSNR at sigma {levels}: {figure(last)}"
+    return text + (f" (from {figure(first)})" if first is not last else "")
 
 
 def default_warmup(steps: int) -> int:

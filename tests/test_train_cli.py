@@ -229,7 +229,10 @@ def test_ctrl_c_saves_then_resume_reaches_the_final_step(
     assert proc.returncode == status, err.decode()
     assert not (run / "model.safetensors").exists()  # the final model comes with the last planned step
     lines = [line for line in err.decode().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("stopped at step"), lines  # a clean stop, not an error
+    assert lines[-1].startswith("stopped at step"), lines  # a clean stop, not an error
+    assert lines[:-1] == [
+        "2 photos: none held out for validation, so no validation curve (give --val DIR, or 3 or more photos)"
+    ]
     step = read_info(run / "checkpoint.safetensors").step
     assert step == metric_steps(run)[-1] >= 3
     result = train(folder, "-o", run, "--resume", "--steps", str(step + 2), "-q")
