@@ -17,7 +17,6 @@ T = TypeVar("T")
 
 FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
-LowRankInit = Literal["zero", "residual", "lab"]
 HoleFill = Literal["biharmonic", "none"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
@@ -164,13 +163,6 @@ class LowRankConfig:
     lmafit_max_iter: int = 3000
     max_rank: int = 191
     dtype: Literal["float64", "float32"] = "float64"
-    cap_rank: bool = False
-    """Stop the adaptive rank at the largest rank the known entries of a patch can determine
-    (``lmafit.dof_rank``); False lets it climb to ``max_rank`` (SPEC 3.2)."""
-    init: LowRankInit = "zero"
-    """The start from LMaFit's ``U V^T`` (SPEC 3.3, correction): ``zero`` is ``x = DC(H^+(U V^T))`` with the
-    multiplier ``L0 = 0`` (ALOHA's); ``residual`` the same ``x`` with ``L0 = H(y D) - U V^T``; ``lab`` the
-    lab's pair ``x = DC(H^+(U V^T - L0))`` with that ``L0``, twice the LMaFit estimate on missing pixels."""
     fill: HoleFill = "biharmonic"
     """Hankel rows with no known entry (inside a solid hole) have a zero completion. ``biharmonic``: in a
     patch with such rows, each row's estimate counts by the fraction of its window that is known, the rest
@@ -211,7 +203,7 @@ class SamplerConfig:
     holes bring the last step from ``t_end`` back to ``eps`` (linearly in t) and get ``pnp_noise``;
     None: every mask ends at ``t_end`` and gets ``pnp_noise`` as it is."""
     pnp_noise: float = 0.0
-    """With the plug-and-play lists (``pnp``, ``pnp-near``): the share, 0 to 1, of the level's noise
+    """With the plug-and-play list (``pnp-near``): the share, 0 to 1, of the level's noise
     ``sigma z`` put on the image the denoiser sees, known pixels included (``esdiff.sampler.denoise_pnp``).
     With ``deep_holes`` the share times the mask's hole depth (0 for random masks and thin text, 1 for
     solid boxes, captions and brush strokes)."""
@@ -228,8 +220,6 @@ class SamplerConfig:
     by a random offset every step and the low-rank step on the fixed grid (``esdiff.image_sampling``)."""
     fusion: FusionMode = "softmax"
     """How the four i-MPT estimates become one RGB patch (SPEC 1, fusion)."""
-    tau: float = 1.0
-    """Softmax temperature of the fusion weights."""
     state: StateMode = "rgb"
     """What the predictor and corrector move: ``rgb`` re-encodes the RGB iterate with MPT before every
     network step (lab); ``mpt`` keeps the 12-channel object between steps and shifts it by MPT of each
@@ -240,78 +230,33 @@ class SamplerConfig:
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""
-    fresh_noise: float = 0.0
-    """With the ``x0`` step lists (``esdiff.sampler``): the share of the re-noising variance drawn fresh at
-    each level, 0 to 1 (0: the estimate's own noise direction, DDIM; 1: all new noise)."""
-    low_rank_weight: float = 1.0
-    """How far each low-rank step moves the state towards its ADMM estimate ``H^+(X_LR)``, 0 to 1 (1: all
-    the way, SPEC 3.4); lower keeps more of what the prior put there."""
-    known_noise: bool = False
-    """Before each network step of the predictor-corrector lists, give the known pixels noise at the
-    current level (score-SDE inpainting; the noise is taken out again after the step), so the network
-    sees an image noisy everywhere at the level it is told. False feeds it the clean known pixels (paper),
-    which it denoises as if they were noisy: measured, that darkens solid holes by 6-9 grey levels."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 
-PC_SAMPLER = SamplerConfig(
+DEFAULT_SAMPLER = SamplerConfig(
     steps=25,
-    start="lmafit-noisy",
-    t_start=0.25,
-    predictor="ddim",
-    corrector_samples=0,
-    known_noise=True,
-    low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2),
-)
-"""The previous defaults: Algorithm 1's list (``esdiff``) fitted to the CPU budget (README, "Defaults").
-25 steps score like 50 and more; the start needs only a rough LMaFit estimate, because the sampler's
-ADMM steps keep refining U and V, so a loose tolerance (in float32) is as good and cheaper. The noisy
-LMaFit start at t = 0.25 (sigma 0.14, not far above the start's own error) followed by the deterministic
-DDIM step keeps what the start got right instead of drowning it in noise the network then has to remove
-(thick text gains most); a clean start at sigma_max would blow the corrector up (its step size grows as
-1/||score||^2). At these levels the corrector's Langevin step (``2 snr^2 sigma^2``, about 1 % of the
-level's variance) moved no PSNR figure by more than 0.02 dB for a network call per level, so there is
-none; the network sees the known pixels noised to its level (``known_noise``), which halves how much it
-darkens solid holes. Measured since: in this list the prior adds nothing on random masks (the ADMM
-multiplier undoes the network's step; README, "What the learned prior adds")."""
-
-DEFAULT_SAMPLER = dataclasses.replace(
-    PC_SAMPLER,
-    low_rank=dataclasses.replace(PC_SAMPLER.low_rank, trend=8.0),
     step_list="pnp-near",
     start="lmafit",
+    t_start=0.25,
     t_end=0.08,
     deep_holes=(0.1, 0.25),
     pnp_noise=1.0,
     sampling="image",
+    low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2, trend=8.0),
 )
-"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on
-validation photos (README, "Measured"); ``SamplerConfig()`` holds SPEC's faithful settings. The
-``pnp-near`` list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to
-known pixels) from the clean LMaFit start, 25 levels from t = 0.25 (sigma 0.14) down to t = 0.08 (sigma
-0.023, about the error the completion leaves at random 80 %: ending at the SDE's eps, sigma 0.01, lost
-0.1-0.2 dB at random 80-90 %), except where the mask's holes are deep (``deep_holes``): on their rims a
-last denoising at sigma 0.023 smears and darkens (captions -0.25 dB, 16 px boxes -0.5), so such masks
-end at eps, and the denoiser sees them with the level's noise on every pixel (``pnp_noise``): shown clean
-known pixels and a smooth fill it darkens the rims (16 px boxes +1.2 dB, captions +0.14 with the noise;
-random 80 % -0.3 with it, so scattered holes go without). The image is the state (moving tiles: +0.16
-dB at random 90 %); ADMM's ``mu`` stays 1 (2 gained 0.03-0.09 on random masks and lost 0.5 on
-captions). The predictor-corrector settings it keeps from ``PC_SAMPLER`` act only if a
-predictor-corrector list is chosen."""
+"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on the
+validation photos (docs/results.md); ``SamplerConfig()`` holds SPEC's faithful settings. The ``pnp-near``
+list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to known pixels)
+from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining it), 25 levels from t =
+0.25 down to ``t_end``, except where the mask's holes are deep (``deep_holes``): such masks end at the
+SDE's eps and the denoiser sees them with the level's noise on every pixel (``pnp_noise``). The image is
+the state (``sampling="image"``: moving tiles); deep holes are completed around a smooth trend
+(``low_rank.trend``). It sets none of the predictor-corrector settings, which its list does not read."""
 
-NCSNPP_SAMPLER = dataclasses.replace(
-    PC_SAMPLER,
-    step_list="no-lowrank",
-    start="noise",
-    t_start=1.0,
-    steps=50,
-    predictor="reverse-diffusion",
-    corrector_samples=1,
-    known_noise=False,
-)
-"""The NCSN++ baseline: the same predictor-corrector sampler, but a pure diffusion sampler, so it starts
-from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank part) and takes 50 steps, since it
-has the whole noise range to cover (measured: README)."""
+NCSNPP_SAMPLER = SamplerConfig(steps=50, step_list="no-lowrank", start="noise")
+"""The NCSN++ baseline: the paper's predictor-corrector sampler without the low-rank step, a pure
+diffusion sampler, so it starts from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank
+part) and takes 50 steps over the whole noise range."""
 
 
 @dataclass(frozen=True)

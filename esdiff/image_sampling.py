@@ -139,7 +139,8 @@ def sample_whole_image(
     progress: Callable[[int, int], None],
     observe: Callable[[int, Tensor], None] | None = None,
 ) -> np.ndarray:
-    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like ``sample_image``.
+    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like
+    ``inpaint.sample_images``.
     ``observe(step, x)`` sees the image ``[3, H, W]`` after each level (it must not change it)."""
     if cfg.state != "rgb":
         raise EsdiffError('whole-image sampling keeps the RGB image as its state: use state "rgb"')

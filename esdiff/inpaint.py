@@ -116,19 +116,11 @@ def inpaint_images(
     if not 0.0 <= cfg.pnp_noise <= 1.0:
         raise EsdiffError(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise})")
     chosen = STEP_LISTS[step_list].for_config(cfg)
-    if not 0.0 <= cfg.fresh_noise <= 1.0:
-        raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
-    if not 0.0 <= cfg.low_rank_weight <= 1.0:
-        raise EsdiffError(f"low_rank_weight must be 0 to 1 (got {cfg.low_rank_weight})")
-    if cfg.known_noise and cfg.state == "mpt":
-        raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
     if not chosen.calls_network and cfg.start != "lmafit":
         raise EsdiffError(f'the {step_list} list has no network step to take noise off: use start "lmafit"')
-    if chosen.on_clean and cfg.sampling == "image":
-        raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
     if observe is not None and (cfg.shifts != 1 or len(observed) != 1):
         raise EsdiffError("iterates can be watched on one image and one grid (shifts 1) only")
-    encoding = Encoding(keep, cfg.fusion, cfg.tau)
+    encoding = Encoding(keep, cfg.fusion)
 
     score = scorer(prior, runtime or Runtime())
     shifts = GRID_SHIFTS[: cfg.shifts]
@@ -232,41 +224,6 @@ def offset(progress: Callable[[float, int], None], before: int, done: float, tot
     progress(before + done, total)
 
 
-def sample_image(
-    observed: np.ndarray,
-    known: np.ndarray,
-    *,
-    score: Callable[[Tensor, float], Tensor],
-    encoding: Encoding,
-    sde: VESDE,
-    step_list: StepList,
-    cfg: SamplerConfig,
-    seed: int,
-    device: str,
-    progress: Callable[[float, int], None],
-    wanted: np.ndarray | None = None,
-    observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
-) -> np.ndarray:
-    """Algorithm 1 on the patches of one grid over ``observed`` whose stitched part holds a ``wanted``
-    pixel (None: every patch), batched, stitched (float64 HxWx3; pixels no sampled patch covers keep
-    ``observed``). ``progress(done, total)`` counts patches; ``observe`` as in ``inpaint_image``."""
-    (out,) = sample_images(
-        [observed],
-        [known],
-        score=score,
-        encoding=encoding,
-        sde=sde,
-        step_list=step_list,
-        cfg=cfg,
-        seed=seed,
-        device=device,
-        progress=progress,
-        wanted=[wanted],
-        observe=observe,
-    )
-    return out
-
-
 def sample_images(
     observed: Sequence[np.ndarray],
     known: Sequence[np.ndarray],
@@ -282,7 +239,10 @@ def sample_images(
     wanted: Sequence[np.ndarray | None],
     observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
 ) -> list[np.ndarray]:
-    """``sample_image`` on several images whose patches share batches (``patches.fill_images``).
+    """Algorithm 1 on the patches of one grid over each of ``observed`` whose stitched part holds a
+    ``wanted`` pixel (None: every patch), batched across the images (``patches.fill_images``), stitched
+    (float64 HxWx3 each; pixels no sampled patch covers keep ``observed``). ``progress(done, total)``
+    counts patches; ``observe`` as in ``inpaint_image``.
 
     Every network call sees ``cfg.patch_batch`` patches (a short batch is padded with zeros), because CPU
     convolutions pick their algorithm by batch size: so a patch's result does not depend on how many

@@ -15,21 +15,14 @@ from esdiff_cli.threads import THREADS_HELP, set_threads
 def variants(base: Any) -> dict[str, dict[str, Any]]:
     """Named sampler variants: settings handed to the esdiff method. ``esdiff`` is ``base`` (the
     defaults) and the first group changes one thing of it; ``paper`` is SPEC's faithful sampler (1000
-    steps from t = 1, the LMaFit start, float64 low-rank steps); ``pc`` is the previous defaults
-    (``PC_SAMPLER``, Algorithm 1's list) and the rest change one thing of that, as they were measured."""
-    from esdiff.config import PC_SAMPLER, LowRankConfig, SamplerConfig
+    steps from t = 1, the LMaFit start, float64 low-rank steps)."""
+    from esdiff.config import SamplerConfig
 
     def cfg(**changes: Any) -> Any:
         return dataclasses.replace(base, **changes)
 
     def low_rank(**changes: Any) -> Any:
         return cfg(low_rank=dataclasses.replace(base.low_rank, **changes))
-
-    def pc(**changes: Any) -> Any:
-        return dataclasses.replace(PC_SAMPLER, **changes)
-
-    def pc_low_rank(**changes: Any) -> Any:
-        return pc(low_rank=dataclasses.replace(PC_SAMPLER.low_rank, **changes))
 
     return {
         "esdiff": {"config": base},
@@ -39,42 +32,10 @@ def variants(base: Any) -> dict[str, dict[str, Any]]:
         "pnp-noise-0": {"config": cfg(pnp_noise=0.0)},
         "no-trend": {"config": low_rank(trend=None)},
         "mu-2": {"config": low_rank(mu=2.0)},
+        "no-prior": {"config": cfg(step_list="no-prior")},
+        "no-lowrank": {"config": cfg(step_list="no-lowrank")},
+        "shifts-2": {"config": cfg(shifts=2)},
         "paper": {"config": SamplerConfig()},
-        "pc": {"config": PC_SAMPLER},
-        "no-lowrank": {"config": pc(step_list="no-lowrank")},
-        "no-prior": {"config": pc(start="lmafit", step_list="no-prior")},
-        "pnp": {"config": pc(start="lmafit", step_list="pnp")},
-        "pnp-steps-50": {"config": pc(start="lmafit", steps=50, step_list="pnp")},
-        "pnp-near": {"config": pc(start="lmafit", step_list="pnp-near")},
-        "x0": {"config": pc(step_list="x0")},
-        "x0-fresh-0.5": {"config": pc(fresh_noise=0.5, step_list="x0")},
-        "x0-no-lowrank": {"config": pc(fresh_noise=0.5, step_list="x0-no-lowrank")},
-        "x0-lr-0.25": {"config": pc(fresh_noise=0.5, low_rank_weight=0.25, step_list="x0")},
-        "lr-0.5": {"config": pc(low_rank_weight=0.5)},
-        "previous": {"config": pc(known_noise=False, corrector_samples=1)},
-        "no-known-noise": {"config": pc(known_noise=False)},
-        "fusion-mean": {"config": pc(fusion="mean")},
-        "fusion-softmax0": {"config": pc(fusion="softmax0")},
-        "start-noise": {"config": pc(start="noise", t_start=1.0)},
-        "start-lmafit": {"config": pc(start="lmafit")},
-        "predictor-noise": {"config": pc(predictor_noise=True)},
-        "corrector-1": {"config": pc(corrector_samples=1)},
-        "corrector-3": {"config": pc(corrector_samples=3)},
-        "predictor-reverse": {"config": pc(predictor="reverse-diffusion")},
-        "corrector-cap-0.1": {"config": pc(corrector_samples=1, corrector_cap=0.1)},
-        "steps-50": {"config": pc(steps=50)},
-        "mu-10": {"config": pc_low_rank(mu=10.0)},
-        "rank-32": {
-            "config": pc(low_rank=LowRankConfig(**{**dataclasses.asdict(PC_SAMPLER.low_rank), "rank": 32}))
-        },
-        "tile": {"config": pc(tiling="tile")},
-        "whole-image": {"config": pc(sampling="image")},
-        "state-mpt": {"config": pc(state="mpt", known_noise=False)},
-        "shifts-2": {"config": pc(shifts=2)},
-        "init-residual": {"config": pc_low_rank(init="residual")},
-        "init-lab": {"config": pc_low_rank(init="lab")},
-        "fill-none": {"config": pc_low_rank(fill="none")},
-        "cap-rank": {"config": pc_low_rank(cap_rank=True)},
     }
 
 

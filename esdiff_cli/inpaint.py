@@ -208,15 +208,10 @@ def command(
     ] = None,
     step_list: Annotated[
         str | None,
-        expert(
-            "step_list", "Steps per level: pnp-near, pnp, esdiff (Algorithm 1), no-lowrank, no-prior, x0."
-        ),
+        expert("step_list", "Steps per level: pnp-near, esdiff (Algorithm 1), no-lowrank, no-prior."),
     ] = None,
     snr: Annotated[float | None, expert("snr", "Corrector signal-to-noise ratio.", min=0.0)] = None,
     predictor_noise: Annotated[bool | None, expert("predictor_noise", "Add noise in the predictor.")] = None,
-    known_noise: Annotated[
-        bool | None, expert("known_noise", "Known pixels noised to the level for each network step.")
-    ] = None,
     corrector_samples: Annotated[
         int | None, expert("corrector_samples", "Langevin steps per level.", min=0)
     ] = None,
@@ -280,7 +275,6 @@ def command(
             "step_list": step_list,
             "snr": snr,
             "predictor_noise": predictor_noise,
-            "known_noise": known_noise,
             "corrector_samples": corrector_samples,
             "predictor": predictor,
             "corrector_cap": corrector_cap,

@@ -36,7 +36,6 @@ def expert(name: str, help: str, *, low_rank: bool = False, **limits: Any) -> An
 PC_ONLY = (
     "snr",
     "predictor_noise",
-    "known_noise",
     "corrector_samples",
     "predictor",
     "corrector_cap",

@@ -197,7 +197,7 @@ def test_sampler_options_reach_the_library(
     sampler = ["--steps", "7", "--start", "noise", "--t-start", "0.8", "--snr", "0.1", "--predictor-noise"]
     sampler += ["--corrector-samples", "2", "--fusion", "mean", "--tiling", "tile", "--state", "mpt"]
     sampler += ["--shifts", "2", "--patch-batch", "9", "--mu", "3", "--rank", "12", "--lmafit-tol", "0.001"]
-    sampler += ["--lmafit-max-iter", "77", "--predictor", "ddim", "--corrector-cap", "0.2", "--known-noise"]
+    sampler += ["--lmafit-max-iter", "77", "--predictor", "ddim", "--corrector-cap", "0.2"]
     sampler += ["--step-list", "esdiff", "--t-end", "0.1", "--trend", "4"]
     result = cli(*base, "--model", str(tiny_model), *sampler, "--seed", "4", "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -213,7 +213,6 @@ def test_sampler_options_reach_the_library(
         step_list="esdiff",
         snr=0.1,
         predictor_noise=True,
-        known_noise=True,
         corrector_samples=2,
         predictor="ddim",
         corrector_cap=0.2,
