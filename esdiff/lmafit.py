@@ -128,8 +128,8 @@ def lmafit(
     ``rank=None``: adaptive rank (LMaFit ``est_rank = 2``) from ``start_rank``, +1 whenever the residual
     stalls (relative change < 10 tol), +2 from rank 50, at most ``max_rank`` (use ``min(m, n) - 1``);
     ``rank_step`` multiplies those steps (1 is LMaFit; larger ramps up faster, a cheaper option).
-    An integer fixes the rank. The slow ramp matters: on Hankel matrices with 80 % of the pixels missing,
-    a fixed rank of 50 or a start at rank 40 fits the known entries and ruins the rest (ALOHA at 11 dB).
+    An integer fixes the rank. The slow ramp matters: on Hankel matrices with most pixels missing, a high
+    fixed rank or a high start rank fits the known entries and ruins the rest.
     Stops when ``relres < tol``, when the residual stalls at the final rank, after ``patience``
     iterations in a row that did not lower the residual (nothing left to fit), or after ``max_iter``
     iterations. ``init=(U0, V0)`` warm-starts from
