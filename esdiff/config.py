@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -25,6 +26,8 @@ SamplingMode = Literal["patches", "image"]
 Parametrisation = Literal["score-sde", "edm"]
 NoiseDistribution = Literal["log-uniform", "log-normal"]
 NoiseSpace = Literal["channels", "rgb"]
+StepListName = Literal["esdiff", "no-lowrank", "no-prior", "pnp-near"]
+"""The step lists of ``esdiff.sampler.STEP_LISTS``."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,8 @@ RECIPES: dict[str, tuple[PrecondConfig, dict[str, Any]]] = {
 per-channel noise; ``edm-rgb`` draws the noise in RGB before MPT, as the sampler sees it; ``edm-band``
 spends training on a log-uniform band over the levels the sampler visits."""
 DEFAULT_RECIPE = "edm-rgb"
-"""The recipe `esdiff train` uses unless told otherwise: the best of the measured comparison (README)."""
+"""The recipe `esdiff train` uses unless told otherwise: the best of the measured comparison
+(docs/results.md)."""
 
 
 @dataclass(frozen=True)
@@ -177,8 +181,9 @@ class LowRankConfig:
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)
-"""ALOHA's default: LMaFit (and ADMM) in float32 with tolerance 1e-3, measured to give ALOHA the PSNR of
-SPEC's float64 / 1.25e-4 at a fraction of the CPU time (README); ``LowRankConfig()`` is the faithful one."""
+"""ALOHA's default: LMaFit (and ADMM) in float32 with tolerance 1e-3, which gives ALOHA the PSNR of SPEC's
+float64 / 1.25e-4 at a fraction of the CPU time (docs/results.md); ``LowRankConfig()`` is the faithful
+one."""
 
 
 @dataclass(frozen=True)
@@ -186,9 +191,9 @@ class SamplerConfig:
     """Predictor-corrector inpainting of Algorithm 1 (SPEC 3)."""
 
     steps: int = 1000
-    step_list: str = "esdiff"
+    step_list: StepListName = "esdiff"
     """The steps run at each level, an entry of ``esdiff.sampler.STEP_LISTS``: ``esdiff`` is Algorithm 1
-    (a model without MPT runs it as ``no-lowrank``)."""
+    (with a model without MPT: the paper's "NCSN++ + low rank")."""
     snr: float = 0.075
     start: StartMode = "lmafit"
     """``lmafit``: the LMaFit estimate as is (lab); ``lmafit-noisy``: plus noise at ``sigma(t_start)``;
@@ -318,6 +323,114 @@ def model_config_problems(cfg: ModelConfig) -> list[str]:
     return problems
 
 
+NETWORK_FREE_LISTS = ("no-prior",)
+"""Step lists that never call the network."""
+PREDICTOR_LISTS = ("esdiff", "no-lowrank")
+"""Step lists with the predictor and the corrector, the only steps the predictor-corrector settings
+(``PC_SETTINGS``) act on."""
+PC_SETTINGS = ("predictor", "predictor_noise", "corrector_samples", "snr", "corrector_cap", "state")
+"""The ``SamplerConfig`` fields that only the predictor and corrector read."""
+MAX_SHIFTS = 4
+"""The most grid shifts a sampler averages (``esdiff.patches.GRID_SHIFTS``)."""
+
+
+def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
+    """What makes a sampler config impossible to run, or holds a setting its step list never reads, one
+    phrase each naming its field (empty: none). The library (``esdiff.inpaint.inpaint_images``) and the
+    command line check configs with it; unread settings are those of the predictor and corrector
+    (``PC_SETTINGS``) that differ from ``SamplerConfig()``'s where the list or ``corrector_samples``
+    leaves those steps out."""
+    lr = cfg.low_rank
+    problems = [
+        f"{name} must be a positive integer (got {value!r})"
+        for name, value in [
+            ("steps", cfg.steps),
+            ("patch_batch", cfg.patch_batch),
+            ("low_rank.window", lr.window),
+            ("low_rank.lmafit_max_iter", lr.lmafit_max_iter),
+            ("low_rank.max_rank", lr.max_rank),
+        ]
+        if not _is_positive_int(value)
+    ]
+    choices: list[tuple[str, object, Any]] = [
+        ("step_list", cfg.step_list, StepListName),
+        ("start", cfg.start, StartMode),
+        ("predictor", cfg.predictor, PredictorMode),
+        ("tiling", cfg.tiling, TilingMode),
+        ("sampling", cfg.sampling, SamplingMode),
+        ("fusion", cfg.fusion, FusionMode),
+        ("state", cfg.state, StateMode),
+        ("low_rank.fill", lr.fill, HoleFill),
+        ("low_rank.dtype", lr.dtype, Literal["float64", "float32"]),
+    ]
+    for name, value, kind in choices:
+        if value not in typing.get_args(kind):
+            problems.append(f"{name} must be one of {', '.join(typing.get_args(kind))} (got {value!r})")
+    if not (_is_int(cfg.shifts) and 1 <= cfg.shifts <= MAX_SHIFTS):
+        problems.append(f"shifts must be 1 to {MAX_SHIFTS} (got {cfg.shifts!r})")
+    if not (_is_int(cfg.corrector_samples) and cfg.corrector_samples >= 0):
+        problems.append(f"corrector_samples must be 0 or more (got {cfg.corrector_samples!r})")
+    t_start, t_end = _number(cfg.t_start), _number(cfg.t_end)
+    if t_start is None or not 0 < t_start <= 1:
+        problems.append(f"t_start must be above 0 and at most 1 (got {cfg.t_start!r})")
+    elif cfg.t_end is not None and (t_end is None or not 0 < t_end <= t_start):
+        problems.append(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end!r})")
+    holes = cfg.deep_holes
+    shares = [_number(h) for h in holes] if isinstance(holes, tuple) and len(holes) == 2 else []
+    if holes is not None and not (shares and shares[0] is not None and shares[1] is not None):
+        problems.append(f"deep_holes must be two shares 0 <= low < high <= 1 (got {holes!r})")
+    elif holes is not None and not 0 <= shares[0] < shares[1] <= 1:  # type: ignore[operator]
+        problems.append(f"deep_holes must be two shares 0 <= low < high <= 1 (got {holes!r})")
+    pnp_noise = _number(cfg.pnp_noise)
+    if pnp_noise is None or not 0 <= pnp_noise <= 1:
+        problems.append(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise!r})")
+    for name, value in [("snr", cfg.snr), ("dc_lambda", cfg.dc_lambda), ("low_rank.mu", lr.mu)]:
+        number = _number(value)
+        if number is None or number < 0:
+            problems.append(f"{name} must be 0 or more (got {value!r})")
+    optional: list[tuple[str, object]] = [
+        ("corrector_cap", cfg.corrector_cap),
+        ("low_rank.trend", lr.trend),
+        ("low_rank.lmafit_tol", lr.lmafit_tol),
+    ]
+    for name, value in optional:
+        number = _number(value)
+        if value is not None and (number is None or number <= 0):
+            problems.append(f"{name} must be above 0 (got {value!r})")
+    top = lr.max_rank if _is_positive_int(lr.max_rank) else 191
+    if lr.rank is not None and not (_is_positive_int(lr.rank) and lr.rank <= top):
+        problems.append(f"low_rank.rank must be 1 to low_rank.max_rank {top} (got {lr.rank!r})")
+    if problems:
+        return problems
+    # Settings the chosen steps cannot run, or never read.
+    if cfg.sampling == "image" and cfg.state != "rgb":
+        problems.append('state "mpt" needs sampling "patches" (whole-image sampling keeps the RGB image)')
+    if cfg.step_list in NETWORK_FREE_LISTS and cfg.start != "lmafit":
+        problems.append(
+            f'step_list {cfg.step_list} has no network step to take noise off: use start "lmafit"'
+        )
+    plain = SamplerConfig()
+    if cfg.step_list not in PREDICTOR_LISTS:
+        unread = [name for name in PC_SETTINGS if getattr(cfg, name) != getattr(plain, name)]
+        reason = f"a predictor-corrector step list ({' or '.join(PREDICTOR_LISTS)}), not {cfg.step_list}"
+    else:
+        unread = [name for name in ("snr", "corrector_cap") if getattr(cfg, name) != getattr(plain, name)]
+        unread = unread if cfg.corrector_samples == 0 else []
+        reason = "the corrector, which corrector_samples 0 turns off"
+    if unread:
+        problems.append(f"{', '.join(unread)} {'acts' if len(unread) == 1 else 'act'} only on {reason}")
+    return problems
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool); else None."""
+    return float(value) if _is_finite(value) else None  # type: ignore[arg-type]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -349,10 +462,36 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value)  # type: ignore[arg-type]
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif isinstance(value, list) and any(typing.get_origin(h) is tuple for h in _alternatives(hint)):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def with_changes(cfg: T, changes: dict[str, Any]) -> T:
+    """``cfg`` (a config dataclass) with ``changes``: field names, nested ones with a dot
+    (``low_rank.mu``), to values as JSON gives them (lists become tuples where a field holds one).
+    An unknown name is a ValueError; the values are not checked (``sampler_config_problems`` does)."""
+    data = to_dict(cfg)
+    for key, value in changes.items():
+        *parents, name = key.split(".")
+        node, path = data, []
+        for part in parents:
+            path.append(part)
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown setting {key!r}: {'.'.join(path)} holds no settings")
+            node = node[part]
+        if name not in node:
+            raise ValueError(f"unknown setting {key!r}")
+        if isinstance(node[name], dict):
+            raise ValueError(f"{key} holds settings: give them as {key}.NAME=VALUE")
+        node[name] = value
+    return from_dict(type(cfg), data)
+
+
+def _alternatives(hint: Any) -> tuple[Any, ...]:
+    """The types a hint allows: the members of a union (``X | None``), else the hint itself."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
 
 
 def from_json(cls: type[T], text: str) -> T:

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from esdiff.config import PATCH_SIZE, SamplerConfig
-from esdiff.errors import EsdiffError
 from esdiff.lowrank import LowRankState, patch_trend
 from esdiff.operators import Inpainting
 from esdiff.patches import PAD, PatchGrid, make_grid
@@ -142,8 +141,6 @@ def sample_whole_image(
     """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like
     ``inpaint.sample_images``.
     ``observe(step, x)`` sees the image ``[3, H, W]`` after each level (it must not change it)."""
-    if cfg.state != "rgb":
-        raise EsdiffError('whole-image sampling keeps the RGB image as its state: use state "rgb"')
     height, width = known.shape
     y = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1).to(device)
     mask = torch.from_numpy(np.ascontiguousarray(known)).to(device)[None]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
+from esdiff.config import DEFAULT_SAMPLER, SamplerConfig, sampler_config_problems
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
 from esdiff.lowrank import patch_trend
@@ -49,8 +49,9 @@ def inpaint_image(
     hold a missing pixel; with ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
 
     ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
-    count. ``step_list`` names an entry of ``STEP_LISTS`` in place of ``cfg.step_list`` (a model
-    without MPT runs ``esdiff`` as ``no-lowrank``). ``progress(done, total, unit="patches")`` counts the
+    count. ``step_list`` names an entry of ``STEP_LISTS`` in place of ``cfg.step_list``. A config with
+    problems (``config.sampler_config_problems``) is an EsdiffError before any work.
+    ``progress(done, total, unit="patches")`` counts the
     patches of all runs (``done`` moves by a fraction of the batch per sampler step; with
     ``sampling="image"``, ``unit="steps"`` counts steps). ``every_patch`` samples every patch of each
     grid, as before patches without a missing pixel were skipped (for tests and comparisons).
@@ -94,32 +95,20 @@ def inpaint_images(
     their patches share batches of ``cfg.patch_batch`` (a GPU's batch stays full across images). Each
     result is what ``inpaint_image`` gives that image alone: bit for bit with a fixed LMaFit rank or
     when no batch spans two images; with the adaptive rank a batch-mate can move the last bits (as
-    skipping does: measured up to 5.5e-4 on a pixel, PSNR equal to 1e-5 dB). ``progress`` counts the
+    skipping does, by a rounding's worth on a pixel). ``progress`` counts the
     patches (or steps) of all images; ``observe`` needs a single image."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
-    if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
-        raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
-    prior, keep, sde = load(str(model) if model else None, device)
-    step_list = step_list or cfg.step_list
-    if keep is None and step_list == "esdiff":
-        step_list = "no-lowrank"
-    if step_list not in STEP_LISTS:
-        raise EsdiffError(f"unknown step list {step_list!r} (choose from {', '.join(STEP_LISTS)})")
-    if cfg.t_end is not None and not 0.0 < cfg.t_end <= cfg.t_start:
-        raise EsdiffError(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end})")
-    if cfg.deep_holes is not None and not 0.0 <= cfg.deep_holes[0] < cfg.deep_holes[1] <= 1.0:
-        raise EsdiffError(f"deep_holes must be two shares 0 <= low < high <= 1 (got {cfg.deep_holes})")
-    if cfg.low_rank.trend is not None and not cfg.low_rank.trend > 0.0:
-        raise EsdiffError(f"the low-rank trend's blur must be above 0 pixels (got {cfg.low_rank.trend})")
-    if not 0.0 <= cfg.pnp_noise <= 1.0:
-        raise EsdiffError(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise})")
-    chosen = STEP_LISTS[step_list].for_config(cfg)
-    if not chosen.calls_network and cfg.start != "lmafit":
-        raise EsdiffError(f'the {step_list} list has no network step to take noise off: use start "lmafit"')
+    if step_list is not None:
+        cfg = replace(cfg, step_list=step_list)  # type: ignore[arg-type]
+    problems = sampler_config_problems(cfg)
+    if problems:
+        raise EsdiffError(f"bad sampler config: {'; '.join(problems)}")
     if observe is not None and (cfg.shifts != 1 or len(observed) != 1):
         raise EsdiffError("iterates can be watched on one image and one grid (shifts 1) only")
+    prior, keep, sde = load(str(model) if model else None, device)
+    chosen = STEP_LISTS[cfg.step_list].for_config(cfg)
     encoding = Encoding(keep, cfg.fusion)
 
     score = scorer(prior, runtime or Runtime())
