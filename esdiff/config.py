@@ -231,7 +231,8 @@ class SamplerConfig:
     low-rank/DC correction, so its four slots keep independent noise (SPEC 3, known weakness)."""
     shifts: int = 1
     """Runs averaged, each on a patch grid offset by half a window (``patches.GRID_SHIFTS``, 1 to 4): more
-    runs smooth the seams between patches at that multiple of the time (not in the paper)."""
+    runs smooth the seams between patches at that multiple of the time (not in the paper). With
+    ``sampling="image"`` the offset strip holds the image and its mask mirrored, not a hole."""
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""

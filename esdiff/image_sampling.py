@@ -218,7 +218,7 @@ def _tile_pass(x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, se
     x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
     for lo in range(0, len(active), base.cfg.patch_batch):
         part = active[lo : lo + base.cfg.patch_batch]
-        generators = patch_generators(seed, part.tolist(), x.device, salt=7_919 * (i + 1))
+        generators = patch_generators(seed, part.tolist(), x.device, level=i)
         ctx = _on(base, y_tiles[part], known[part], generators)
         state = State(x_tiles[part], None)
         for step in steps:

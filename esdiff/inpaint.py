@@ -131,9 +131,13 @@ def inpaint_images(
     configs = [for_mask(cfg, k, sde.eps) for k in known]
     unit = "steps" if whole else "patches"
     means: list[np.ndarray] = []  # the runs' sums, then their means: one buffer per image for any shifts
+    # A shift pads the image at the top and left. The patch sampler takes the strip as missing and keeps
+    # none of it (``wanted``); the whole-image sampler would take a missing strip for a solid hole (fill,
+    # trend, deep-hole schedule), so it gets the image and its mask mirrored into the strip instead.
+    strip = "symmetric" if whole else "constant"
     for s, (dy, dx) in enumerate(shifts):
-        padded = [np.pad(image, ((dy, 0), (dx, 0), (0, 0))) for image in observed]
-        masks = [np.pad(k, ((dy, 0), (dx, 0))) for k in known]
+        padded = [np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode=strip) for image in observed]
+        masks = [np.pad(k, ((dy, 0), (dx, 0)), mode=strip) for k in known]
 
         def report(done: float, total: int, before: int = sum(counts[:s])) -> None:
             if progress is not None:

@@ -15,6 +15,7 @@ the same seed; each device is deterministic on its own).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -69,12 +70,20 @@ class State:
 
 
 def patch_generators(
-    seed: int, indices: Iterable[int], device: str | torch.device = "cpu", salt: int = 0
+    seed: int, indices: Iterable[int], device: str | torch.device = "cpu", level: int | None = None
 ) -> list[torch.Generator]:
-    """One generator per patch on ``device``, seeded from the image seed, the patch's index ``k`` in the
-    full grid and a ``salt`` that tells apart the draws of different grids (``seed * 1_000_003 + salt
-    + k``)."""
-    return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + salt + int(k)) for k in indices]
+    """One generator per patch on ``device``, seeded from the image seed, the patch's index ``k`` in its
+    grid and, for a grid drawn anew at each level (the whole-image sampler's tiles), that ``level``:
+    a hash of the three (``stream_seed``), so no two of them share a stream, however large the image,
+    the seed or the number of levels."""
+    return [torch.Generator(device=device).manual_seed(stream_seed(seed, level, int(k))) for k in indices]
+
+
+def stream_seed(seed: int, level: int | None, index: int) -> int:
+    """A 63-bit seed for the noise of patch ``index`` at ``level`` (None: the patch's own stream for every
+    level) of an image sampled with ``seed``: the first bytes of a SHA-256 of the three."""
+    key = f"{seed}/{'-' if level is None else level}/{index}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
 @dataclass

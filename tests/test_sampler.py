@@ -576,3 +576,52 @@ def test_for_mask_gives_only_deep_holes_the_pnp_noise() -> None:
     assert for_mask(deep, scattered, 1e-5) == deep and for_mask(shallow, box, 1e-5) == shallow
     literal = replace(cfg, deep_holes=None)
     assert for_mask(literal, scattered, 1e-5) == literal
+
+
+def test_noise_streams_of_patches_levels_and_seeds_never_coincide() -> None:
+    """Defect: ``seed * 1_000_003 + 7_919 * (level + 1) + k`` gave tile ``k + 7919`` at one level the noise
+    of tile ``k`` at the next (images above about 32 megapixels), and with 127 levels or more seeds ``s``
+    and ``s + 1`` shared streams. Every (seed, level, tile) has its own stream now."""
+    from esdiff.sampler import patch_generators, stream_seed
+
+    def draw(seed: int, k: int, level: int | None) -> torch.Tensor:
+        (g,) = patch_generators(seed, [k], level=level)
+        return torch.randn(4, generator=g)
+
+    assert not torch.equal(draw(0, 7919 + 3, 0), draw(0, 3, 1))
+    assert not torch.equal(draw(1, 3, 0), draw(0, 3, 127))
+    assert not torch.equal(draw(0, 3, None), draw(0, 3, 0))
+    keys = [(s, level, k) for s in (0, 1, 2) for level in (None, *range(130)) for k in (0, 1, 7919, 7920)]
+    assert len({stream_seed(*key) for key in keys}) == len(keys)
+    assert torch.equal(draw(5, 9, 3), draw(5, 9, 3))
+
+
+def test_shifted_whole_image_runs_see_no_hole_in_the_offset_strip(
+    tiny_model: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: with ``shifts`` > 1 the whole-image sampler got the offset strip as missing pixels, a solid
+    hole that it filled, completed around a trend and gave tiles of its own. The strip holds the image
+    and its mask mirrored, so a scattered mask stays scattered (no deep pixel)."""
+    import esdiff.inpaint
+    from esdiff.inpaint import inpaint_image
+    from esdiff.lowrank import deep_pixels
+
+    seen: list[np.ndarray] = []
+    real = esdiff.inpaint.sample_whole_image
+
+    def spy(observed: np.ndarray, known: np.ndarray, **kwargs):
+        seen.append(known.copy())
+        return real(observed, known, **kwargs)
+
+    monkeypatch.setattr(esdiff.inpaint, "sample_whole_image", spy)
+    known = np.random.default_rng(2).random((64, 80)) > 0.5
+    observed = np.where(known[..., None], astronaut[:64, :80], 0.0)
+    cfg = replace(BOOKKEEPING, sampling="image", shifts=2)
+    out = inpaint_image(observed, known, model=tiny_model, config=cfg)
+    first, shifted = seen
+    assert np.array_equal(first, known)
+    dy, dx = shifted.shape[0] - 64, shifted.shape[1] - 80
+    assert dy > 0 and dx > 0 and np.array_equal(shifted[dy:, dx:], known)
+    assert np.array_equal(shifted[:dy, dx:], known[:dy][::-1])  # mirrored, not missing
+    assert not deep_pixels(shifted, 8).any()
+    assert np.isfinite(out).all() and np.array_equal(out[known], observed[known])
