@@ -76,8 +76,9 @@ def test_score_sde_prior_returns_the_network_output_unchanged() -> None:
 def test_shipped_ncsnpp_model_samples_exactly_as_before() -> None:
     """Golden output of the shipped score-sde NCSN++ model (4 steps on a 64x64 astronaut, random 50 %),
     regenerated when the noise seeds became hashes of (seed, level, tile); regenerate only on purpose.
-    Exact bits depend on the CPU's convolution kernels (another machine differs by up to 2.5e-4 on 0.3 % of the
-    pixels), so the comparison allows 1e-3; a wrong parametrisation or schedule moves pixels far more."""
+    Exact bits depend on the CPU's convolution kernels (another machine differs by up to 2.5e-4 on 0.3 %
+    of the pixels), so the comparison allows 1e-3; a wrong parametrisation or schedule moves pixels far
+    more."""
     from skimage import data
     from skimage.transform import resize
 
