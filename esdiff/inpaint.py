@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,15 +15,14 @@ from torch import Tensor
 from esdiff.config import DEFAULT_SAMPLER, SamplerConfig, sampler_config_problems
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
-from esdiff.lowrank import patch_trend
 from esdiff.patches import GRID_SHIFTS, PatchBatch, PatchGrid, fill_images, make_grid, patches_to_fill
 from esdiff.prior import Runtime, load, scorer
 from esdiff.sampler import (
     STEP_LISTS,
     Encoding,
+    ImageStart,
     StepList,
-    hole_fill,
-    hole_trend,
+    image_start,
     patch_generators,
     sample_patches,
 )
@@ -134,7 +134,7 @@ def inpaint_images(
     # A shift pads the image at the top and left. The patch sampler takes the strip as missing and keeps
     # none of it (``wanted``); the whole-image sampler would take a missing strip for a solid hole (fill,
     # trend, deep-hole schedule), so it gets the image and its mask mirrored into the strip instead.
-    strip = "symmetric" if whole else "constant"
+    strip: Literal["symmetric", "constant"] = "symmetric" if whole else "constant"
     for s, (dy, dx) in enumerate(shifts):
         padded = [np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode=strip) for image in observed]
         masks = [np.pad(k, ((dy, 0), (dx, 0)), mode=strip) for k in known]
@@ -244,16 +244,15 @@ def sample_images(
     images = [torch.from_numpy(np.ascontiguousarray(o, dtype=np.float32)).permute(2, 0, 1) for o in observed]
     masks = [torch.from_numpy(np.ascontiguousarray(k)) for k in known]
     fixed = fixed_batch(score, cfg.patch_batch)
-    holes = [hole_fill(o, k, cfg, step_list) for o, k in zip(observed, known, strict=True)]
-    trends = [hole_trend(o, k, h, cfg, step_list) for o, k, h in zip(observed, known, holes, strict=True)]
+    starts = [image_start(o, k, cfg, step_list) for o, k in zip(observed, known, strict=True)]
     grids = [make_grid(k.shape[0], k.shape[1], cfg.tiling) for k in known]
 
     def fill(batch: PatchBatch) -> Tensor:
         def callback(step: int, steps: int) -> None:
             progress(batch.done + len(batch.indices) * step / steps, batch.total)
 
-        rows, given = batch_fill(batch, grids, holes)
-        trend = batch_trend(batch, grids, trends)
+        rows, given = batch_fill(batch, grids, [start.holes for start in starts])
+        trend, deep = batch_trend(batch, grids, starts)
         return sample_patches(
             fixed,
             encoding,
@@ -268,6 +267,7 @@ def sample_images(
             None if observe is None else partial(observe, batch),
             None if given is None else given.to(device),
             None if trend is None else trend.to(device),
+            None if deep is None else deep.to(device),
         )
 
     out = fill_images(
@@ -284,7 +284,7 @@ def sample_images(
 def batch_fill(
     batch: PatchBatch, grids: Sequence[PatchGrid], holes: Sequence[Tensor | None]
 ) -> tuple[Tensor | None, Tensor | None]:
-    """The batch's patches of its images' solid-hole fills (``sampler.hole_fill``) for the start, and
+    """The batch's patches of its images' solid-hole fills (``ImageStart.holes``) for the start, and
     which rows hold one (None: all do); ``(None, None)`` when no image of the batch has such a fill, so
     every patch interpolates its own holes."""
     runs = batch.runs()
@@ -298,19 +298,19 @@ def batch_fill(
 
 
 def batch_trend(
-    batch: PatchBatch, grids: Sequence[PatchGrid], trends: Sequence[tuple[Tensor, Tensor] | None]
-) -> Tensor | None:
-    """The batch's ``lowrank.patch_trend`` from its images' ``sampler.hole_trend`` (zero on the patches
-    of images without one); None when no patch of the batch holds a deep pixel."""
+    batch: PatchBatch, grids: Sequence[PatchGrid], starts: Sequence[ImageStart]
+) -> tuple[Tensor | None, Tensor | None]:
+    """The batch's patches of its images' trends and deep pixels (``ImageStart``; zero on the patches of
+    images without them); ``(None, None)`` when no image of the batch has a trend."""
     runs = batch.runs()
-    if all(trends[i] is None for i, _ in runs):
-        return None
+    if all(starts[i].trend is None for i, _ in runs):
+        return None, None
     images, deep = [], []
-    for grid, pair in zip(grids, trends, strict=True):
+    for grid, start in zip(grids, starts, strict=True):
         size = (grid.height, grid.width)
-        images.append(torch.zeros(3, *size) if pair is None else pair[0])
-        deep.append(torch.zeros(1, *size, dtype=torch.bool) if pair is None else pair[1])
-    return patch_trend(batch.cut(grids, images), batch.cut(grids, deep))
+        images.append(torch.zeros(3, *size) if start.trend is None else start.trend)
+        deep.append(torch.zeros(1, *size, dtype=torch.bool) if start.deep is None else start.deep)
+    return batch.cut(grids, images), batch.cut(grids, deep)
 
 
 def fixed_batch(score: Callable[[Tensor, float], Tensor], size: int) -> Callable[[Tensor, float], Tensor]:

@@ -23,27 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import FusionMode, SamplerConfig
+from esdiff.config import SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, image_trend, init_low_rank
+from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, image_trend, init_low_rank, patch_trend
 from esdiff.operators import Inpainting, within
 from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
-from esdiff.transforms import fuse, mpt
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """MPT (Eq. 7) into the network's space and i-MPT + fusion (Eq. 8) back; identity without MPT."""
-
-    keep: Tensor | None
-    fusion: FusionMode = "softmax"
-
-    def encode(self, x: Tensor) -> Tensor:
-        return x if self.keep is None else mpt(x, self.keep)
-
-    def decode(self, psi: Tensor) -> Tensor:
-        return psi if self.keep is None else fuse(psi, self.keep, self.fusion)
+from esdiff.transforms import Encoding
 
 
 @dataclass
@@ -259,15 +245,18 @@ def start_state(
     fill: Tensor | None = None,
     fill_given: Tensor | None = None,
     trend: Tensor | None = None,
+    deep: Tensor | None = None,
 ) -> State:
-    """The low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U V^T))``; ``fill``: patches
-    of an interpolation for its solid holes, ``lowrank.solid_hole_fill``; ``fill_given``: which of its
-    rows are given; ``trend``: the patches' ``lowrank.patch_trend``), the same plus noise at the first
-    level, or ``y D + sigma_0 z (1 - D)`` (sde)."""
+    """The start of both drivers: the low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U
+    V^T))``; ``fill``: the patches of ``ImageStart.holes``; ``fill_given``: which of its rows are given;
+    ``trend`` and ``deep``: the patches of ``ImageStart.trend`` and ``.deep``, the trend kept on the
+    patches that hold a deep pixel, ``lowrank.patch_trend``), the same plus noise at the first level, or
+    ``y D + sigma_0 z (1 - D)`` (sde)."""
     lowrank_state, x = None, None
     if step_list.needs_low_rank or ctx.cfg.start != "noise":
+        gated = patch_trend(trend, deep)
         lowrank_state, x, _ = init_low_rank(
-            y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given, trend=trend
+            y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given, trend=gated
         )
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
@@ -277,25 +266,29 @@ def start_state(
     return State(x=x, lowrank_state=lowrank_state)
 
 
-def hole_fill(
+@dataclass(frozen=True)
+class ImageStart:
+    """The image-level parts of the low-rank start that each driver cuts into its patches for
+    ``start_state``: the interpolation of the solid holes (``lowrank.image_hole_fill``, ``[3, H, W]``)
+    and the trend the deep holes are completed around with those deep pixels (``lowrank.image_trend``,
+    ``[3, H, W]`` and ``[1, H, W]``), each None where the config or the mask calls for none."""
+
+    holes: Tensor | None = None
+    trend: Tensor | None = None
+    deep: Tensor | None = None
+
+
+def image_start(
     observed: np.ndarray, known: np.ndarray, cfg: SamplerConfig, step_list: StepList
-) -> Tensor | None:
-    """``[3, H, W]`` float32: the image-level interpolation of solid holes for the low-rank start
-    (``lowrank.image_hole_fill``) when the start runs; else None."""
+) -> ImageStart:
+    """The ``ImageStart`` of ``observed [H, W, 3]`` with mask ``known [H, W]``; empty when the start runs
+    no LMaFit (the noise start of a list without the low-rank step)."""
     if not (step_list.needs_low_rank or cfg.start != "noise"):
-        return None
+        return ImageStart()
     holes = image_hole_fill(observed, known, cfg.low_rank)
-    return None if holes is None else holes.float()
-
-
-def hole_trend(
-    observed: np.ndarray, known: np.ndarray, holes: Tensor | None, cfg: SamplerConfig, step_list: StepList
-) -> tuple[Tensor, Tensor] | None:
-    """The image's ``lowrank.image_trend`` (trend ``[3, H, W]``, deep pixels ``[1, H, W]``) when the
-    low-rank start runs (as ``hole_fill``) and ``low_rank.trend`` is set; else None."""
-    if not (step_list.needs_low_rank or cfg.start != "noise"):
-        return None
-    return image_trend(observed * known[..., None], known, holes, cfg.low_rank)
+    holes = None if holes is None else holes.float()
+    pair = image_trend(observed * known[..., None], known, holes, cfg.low_rank)
+    return ImageStart(holes, *(pair or (None, None)))
 
 
 def sample_patches(
@@ -312,6 +305,7 @@ def sample_patches(
     observe: Callable[[int, Tensor], None] | None = None,
     fill_given: Tensor | None = None,
     trend: Tensor | None = None,
+    deep: Tensor | None = None,
 ) -> Tensor:
     """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
@@ -319,13 +313,13 @@ def sample_patches(
     ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``;
     ``fill_given [B]``: the rows of ``fill`` that are given, the others interpolated per patch).
     ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
-    ``trend``: the patches' ``lowrank.patch_trend`` for the low-rank steps.
+    ``trend``, ``deep``: the patches of the image's trend and deep pixels (``ImageStart``).
     """
     step_list = step_list.for_config(cfg)
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start, cfg.t_end)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
-    state = start_state(y, known, ctx, step_list, fill, fill_given, trend)
+    state = start_state(y, known, ctx, step_list, fill, fill_given, trend, deep)
     for i in range(cfg.steps):
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
         for step in step_list:

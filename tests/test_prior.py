@@ -14,10 +14,9 @@ from torch import Tensor, nn
 
 from esdiff.config import NETWORK_PRESETS, RECIPES, ModelConfig, MPTConfig, PrecondConfig, TrainConfig
 from esdiff.prior import NCSNPP_MODEL, Prior, denoise_image, edm_scalings
-from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
 from esdiff.training import ema_update, new_model, train_step, training_loss
-from esdiff.transforms import virtual_mask
+from esdiff.transforms import Encoding, virtual_mask
 
 C, S0 = 0.4, 0.1
 """Gaussian data: every pixel of every channel ~ N(C, S0^2), independent."""

@@ -16,9 +16,9 @@ from esdiff.image_sampling import Tiles, sample_whole_image
 from esdiff.inpaint import sample_images
 from esdiff.operators import Inpainting
 from esdiff.patches import make_grid
-from esdiff.sampler import STEP_LISTS, Context, Encoding, State, sample_patches
+from esdiff.sampler import STEP_LISTS, Context, State, sample_patches
 from esdiff.sde import VESDE
-from esdiff.transforms import mpt, virtual_mask
+from esdiff.transforms import Encoding, mpt, virtual_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
