@@ -125,6 +125,8 @@ def command(
         if changes:
             from esdiff.methods import SAMPLERS
 
+            if not any(m in SAMPLERS for m in method_list):
+                raise fail(f"--set applies to --methods {' or '.join(SAMPLERS)}, and none is chosen")
             for name in (m for m in method_list if m in SAMPLERS):
                 settings[name]["config"] = sampler_config(SAMPLERS[name].config, changes, f"--set ({name})")
         if patch_batch is not None:

@@ -337,3 +337,6 @@ def test_ablate_and_evaluate_take_set_and_save_the_table(
     assert "steps=2" in records[0]["settings"]["config"]
     bad = runner.invoke(app, [*evaluate_args, "--set", "shifts=9"])
     assert bad.exit_code == 2 and "--set (esdiff): shifts must be 1 to 4 (got 9)" in bad.output
+    only_baselines = [a if a != "esdiff" else "biharmonic" for a in evaluate_args]
+    bad = runner.invoke(app, [*only_baselines, "--set", "steps=3"])
+    assert bad.exit_code == 2 and "--set applies to --methods esdiff or ncsnpp" in bad.output
