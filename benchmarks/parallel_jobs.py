@@ -1,6 +1,6 @@
 """Two `esdiff inpaint` jobs at once against one alone (issue: parallel runs slowed each other 13-17x).
 
-Each variant inpaints a 128x128 photo (``--mask random:0.8 --steps 10``, CPU) alone, then twice at the
+Each variant inpaints a 128x128 photo (``--mask random:0.8 --set steps=10``, CPU) alone, then twice at the
 same moment, then alone again; the reference is the mean of the two alone runs, measured in the same call
 so that the machine's load is the same. Prints a table (wall and CPU seconds of every run, the ratio of
 the slower simultaneous run to the reference) and writes JSON.
@@ -53,7 +53,7 @@ def autogroup() -> str:
 
 def job_command(variant: str, image: Path, out: Path, steps: int) -> list[str]:
     entry = SPIN_ENTRY if variant == "all-cores-spin" else ENTRY
-    args = ["inpaint", str(image), "--mask", "random:0.8", "--steps", str(steps), "--device", "cpu"]
+    args = ["inpaint", str(image), "--mask", "random:0.8", "--set", f"steps={steps}", "--device", "cpu"]
     args += ["-o", str(out), "--overwrite", "--quiet"]
     if variant != "default":
         args += ["--threads", str(usable_cpus())]

@@ -2,9 +2,9 @@
 
 For each model file (and CBM3D, ``pip install -e ".[bench]"``): denoising PSNR / SSIM on the first N
 lsun100 photos (256 centre crops; never train10) at sigma = 5, 10, 25, 50 on the 0-255 scale, seeded
-noise; then the "prior alone" inpainting at random 80 % missing (the ``x0-no-lowrank`` step list: the
-prior's denoised estimate, the known pixels put back, re-noised with fresh noise; started from noise at
-t = 1) beside biharmonic on the same masks. Seconds per image for each. Table on stdout,
+noise; then the "prior alone" inpainting at random 80 % missing (the ``no-lowrank`` step list, the
+paper's predictor-corrector without the low-rank step, started from noise at t = 1) beside biharmonic
+on the same masks. Seconds per image for each. Table on stdout,
 JSON to ``--out``.
 
     python benchmarks/prior_quality.py --limit 10 --models builtin,runs/new/checkpoint.safetensors
@@ -54,18 +54,16 @@ def denoiser(name: str, device: str) -> Any:
     return lambda noisy, sigma: denoise(noisy, sigma, model=model, device=device)
 
 
-def prior_alone(name: str, steps: int, device: str, step_list: str) -> Any:
+def prior_alone(name: str, steps: int, device: str) -> Any:
     """Inpainting with the prior and data consistency only, from noise at t = 1."""
-    from esdiff.config import PC_SAMPLER
+    from esdiff.config import NCSNPP_SAMPLER
     from esdiff.inpaint import inpaint_image
 
-    cfg = replace(PC_SAMPLER, start="noise", t_start=1.0, steps=steps, fresh_noise=1.0)
+    cfg = replace(NCSNPP_SAMPLER, steps=steps)
     model = None if name == "builtin" else name
 
     def run(observed: np.ndarray, known: np.ndarray, seed: int) -> np.ndarray:
-        return inpaint_image(
-            observed, known, seed=seed, device=device, model=model, config=cfg, step_list=step_list
-        )
+        return inpaint_image(observed, known, seed=seed, device=device, model=model, config=cfg)
 
     return run
 
@@ -106,12 +104,6 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=200, help="sampler steps of the prior-alone inpainting (200: README)"
     )
-    parser.add_argument(
-        "--alone",
-        default="x0-no-lowrank",
-        choices=("x0-no-lowrank", "no-lowrank"),
-        help="step list of the prior-alone inpainting (no-lowrank: the paper's predictor-corrector)",
-    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_quality.json"))
     args = parser.parse_args()
@@ -143,9 +135,7 @@ def main() -> None:
         rows[name] = {"denoise": row}
     if not args.no_inpaint:
         for name in [*models, "biharmonic"]:
-            run = (
-                biharmonic if name == "biharmonic" else prior_alone(name, args.steps, args.device, args.alone)
-            )
+            run = biharmonic if name == "biharmonic" else prior_alone(name, args.steps, args.device)
             p, s, secs = [], [], []
             for im in images:
                 known = generate_mask(
@@ -175,7 +165,7 @@ def main() -> None:
         "images": [im.name for im in images],
         "machine": platform.machine(),
         "device": args.device,
-        "prior_alone": {"step_list": args.alone, "steps": args.steps, "mask": INPAINT_MASK},
+        "prior_alone": {"step_list": "no-lowrank", "steps": args.steps, "mask": INPAINT_MASK},
     }
     args.out.write_text(json.dumps({"meta": {**meta, "versions": versions()}, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

@@ -1,8 +1,8 @@
 """Sampler settings and models side by side on centre crops of lsun100 photos (never train10).
 
 Each run is ``NAME=MODEL|CONFIG[|STEPS]``: MODEL a checkpoint path (``builtin`` for the built-in one),
-CONFIG a Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``PC_SAMPLER`` (the
-previous defaults), ``replace`` and ``LowRankConfig``, or a baseline's name (``biharmonic``, ``aloha``,
+CONFIG a Python expression for a ``SamplerConfig`` over ``DEFAULT_SAMPLER``, ``SamplerConfig``,
+``replace`` and ``LowRankConfig``, or a baseline's name (``biharmonic``, ``aloha``,
 ...); STEPS an entry of ``esdiff.sampler.STEP_LISTS`` (default: the config's ``step_list``). Prints mean
 PSNR on the whole image and on the holes, and CPU seconds per image, for every run and mask (masks seeded
 by the photo's index); JSON with per-image values to ``--out``.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esdiff.config import DEFAULT_SAMPLER, PC_SAMPLER, LowRankConfig
+from esdiff.config import DEFAULT_SAMPLER, LowRankConfig, SamplerConfig
 from esdiff.inpaint import inpaint_image
 from esdiff.io import read_image
 from esdiff.masks import resolve_mask
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     names = {
         "DEFAULT_SAMPLER": DEFAULT_SAMPLER,
-        "PC_SAMPLER": PC_SAMPLER,
+        "SamplerConfig": SamplerConfig,
         "replace": replace,
         "LowRankConfig": LowRankConfig,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -17,7 +18,6 @@ T = TypeVar("T")
 
 FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
-LowRankInit = Literal["zero", "residual", "lab"]
 HoleFill = Literal["biharmonic", "none"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
@@ -26,6 +26,8 @@ SamplingMode = Literal["patches", "image"]
 Parametrisation = Literal["score-sde", "edm"]
 NoiseDistribution = Literal["log-uniform", "log-normal"]
 NoiseSpace = Literal["channels", "rgb"]
+StepListName = Literal["esdiff", "no-lowrank", "no-prior", "pnp-near"]
+"""The step lists of ``esdiff.sampler.STEP_LISTS``."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ RECIPES: dict[str, tuple[PrecondConfig, dict[str, Any]]] = {
 per-channel noise; ``edm-rgb`` draws the noise in RGB before MPT, as the sampler sees it; ``edm-band``
 spends training on a log-uniform band over the levels the sampler visits."""
 DEFAULT_RECIPE = "edm-rgb"
-"""The recipe `esdiff train` uses unless told otherwise: the best of the measured comparison (README)."""
+"""The recipe `esdiff train` uses unless told otherwise: the best of the measured comparison
+(docs/results.md)."""
 
 
 @dataclass(frozen=True)
@@ -164,13 +167,6 @@ class LowRankConfig:
     lmafit_max_iter: int = 3000
     max_rank: int = 191
     dtype: Literal["float64", "float32"] = "float64"
-    cap_rank: bool = False
-    """Stop the adaptive rank at the largest rank the known entries of a patch can determine
-    (``lmafit.dof_rank``); False lets it climb to ``max_rank`` (SPEC 3.2)."""
-    init: LowRankInit = "zero"
-    """The start from LMaFit's ``U V^T`` (SPEC 3.3, correction): ``zero`` is ``x = DC(H^+(U V^T))`` with the
-    multiplier ``L0 = 0`` (ALOHA's); ``residual`` the same ``x`` with ``L0 = H(y D) - U V^T``; ``lab`` the
-    lab's pair ``x = DC(H^+(U V^T - L0))`` with that ``L0``, twice the LMaFit estimate on missing pixels."""
     fill: HoleFill = "biharmonic"
     """Hankel rows with no known entry (inside a solid hole) have a zero completion. ``biharmonic``: in a
     patch with such rows, each row's estimate counts by the fraction of its window that is known, the rest
@@ -185,8 +181,9 @@ class LowRankConfig:
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)
-"""ALOHA's default: LMaFit (and ADMM) in float32 with tolerance 1e-3, measured to give ALOHA the PSNR of
-SPEC's float64 / 1.25e-4 at a fraction of the CPU time (README); ``LowRankConfig()`` is the faithful one."""
+"""ALOHA's default: LMaFit (and ADMM) in float32 with tolerance 1e-3, which gives ALOHA the PSNR of SPEC's
+float64 / 1.25e-4 at a fraction of the CPU time (docs/results.md); ``LowRankConfig()`` is the faithful
+one."""
 
 
 @dataclass(frozen=True)
@@ -194,9 +191,9 @@ class SamplerConfig:
     """Predictor-corrector inpainting of Algorithm 1 (SPEC 3)."""
 
     steps: int = 1000
-    step_list: str = "esdiff"
+    step_list: StepListName = "esdiff"
     """The steps run at each level, an entry of ``esdiff.sampler.STEP_LISTS``: ``esdiff`` is Algorithm 1
-    (a model without MPT runs it as ``no-lowrank``)."""
+    (with a model without MPT: the paper's "NCSN++ + low rank")."""
     snr: float = 0.075
     start: StartMode = "lmafit"
     """``lmafit``: the LMaFit estimate as is (lab); ``lmafit-noisy``: plus noise at ``sigma(t_start)``;
@@ -211,7 +208,7 @@ class SamplerConfig:
     holes bring the last step from ``t_end`` back to ``eps`` (linearly in t) and get ``pnp_noise``;
     None: every mask ends at ``t_end`` and gets ``pnp_noise`` as it is."""
     pnp_noise: float = 0.0
-    """With the plug-and-play lists (``pnp``, ``pnp-near``): the share, 0 to 1, of the level's noise
+    """With the plug-and-play list (``pnp-near``): the share, 0 to 1, of the level's noise
     ``sigma z`` put on the image the denoiser sees, known pixels included (``esdiff.sampler.denoise_pnp``).
     With ``deep_holes`` the share times the mask's hole depth (0 for random masks and thin text, 1 for
     solid boxes, captions and brush strokes)."""
@@ -228,29 +225,17 @@ class SamplerConfig:
     by a random offset every step and the low-rank step on the fixed grid (``esdiff.image_sampling``)."""
     fusion: FusionMode = "softmax"
     """How the four i-MPT estimates become one RGB patch (SPEC 1, fusion)."""
-    tau: float = 1.0
-    """Softmax temperature of the fusion weights."""
     state: StateMode = "rgb"
     """What the predictor and corrector move: ``rgb`` re-encodes the RGB iterate with MPT before every
     network step (lab); ``mpt`` keeps the 12-channel object between steps and shifts it by MPT of each
     low-rank/DC correction, so its four slots keep independent noise (SPEC 3, known weakness)."""
     shifts: int = 1
     """Runs averaged, each on a patch grid offset by half a window (``patches.GRID_SHIFTS``, 1 to 4): more
-    runs smooth the seams between patches at that multiple of the time (not in the paper)."""
+    runs smooth the seams between patches at that multiple of the time (not in the paper). With
+    ``sampling="image"`` the offset strip holds the image and its mask mirrored, not a hole."""
     patch_batch: int = 25
     dc_lambda: float = 0.0
     """0 is the noiseless data-consistency step (replace known pixels)."""
-    fresh_noise: float = 0.0
-    """With the ``x0`` step lists (``esdiff.sampler``): the share of the re-noising variance drawn fresh at
-    each level, 0 to 1 (0: the estimate's own noise direction, DDIM; 1: all new noise)."""
-    low_rank_weight: float = 1.0
-    """How far each low-rank step moves the state towards its ADMM estimate ``H^+(X_LR)``, 0 to 1 (1: all
-    the way, SPEC 3.4); lower keeps more of what the prior put there."""
-    known_noise: bool = False
-    """Before each network step of the predictor-corrector lists, give the known pixels noise at the
-    current level (score-SDE inpainting; the noise is taken out again after the step), so the network
-    sees an image noisy everywhere at the level it is told. False feeds it the clean known pixels (paper),
-    which it denoises as if they were noisy: measured, that darkens solid holes by 6-9 grey levels."""
     fsr_start: int = 0
     """Whole-image sampling: with ``r > 0`` the start's missing pixels ``r`` or more pixels (Chebyshev) from
     every known one take OpenCV's FSR fill (``esdiff.baselines.opencv``, the ``opencv`` extra) in place of
@@ -258,64 +243,30 @@ class SamplerConfig:
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 
-PC_SAMPLER = SamplerConfig(
+DEFAULT_SAMPLER = SamplerConfig(
     steps=25,
-    start="lmafit-noisy",
-    t_start=0.25,
-    predictor="ddim",
-    corrector_samples=0,
-    known_noise=True,
-    low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2),
-)
-"""The previous defaults: Algorithm 1's list (``esdiff``) fitted to the CPU budget (README, "Defaults").
-25 steps score like 50 and more; the start needs only a rough LMaFit estimate, because the sampler's
-ADMM steps keep refining U and V, so a loose tolerance (in float32) is as good and cheaper. The noisy
-LMaFit start at t = 0.25 (sigma 0.14, not far above the start's own error) followed by the deterministic
-DDIM step keeps what the start got right instead of drowning it in noise the network then has to remove
-(thick text gains most); a clean start at sigma_max would blow the corrector up (its step size grows as
-1/||score||^2). At these levels the corrector's Langevin step (``2 snr^2 sigma^2``, about 1 % of the
-level's variance) moved no PSNR figure by more than 0.02 dB for a network call per level, so there is
-none; the network sees the known pixels noised to its level (``known_noise``), which halves how much it
-darkens solid holes. Measured since: in this list the prior adds nothing on random masks (the ADMM
-multiplier undoes the network's step; README, "What the learned prior adds")."""
-
-DEFAULT_SAMPLER = dataclasses.replace(
-    PC_SAMPLER,
-    low_rank=dataclasses.replace(PC_SAMPLER.low_rank, trend=8.0),
     step_list="pnp-near",
     start="lmafit",
+    t_start=0.25,
     t_end=0.08,
     deep_holes=(0.1, 0.25),
     pnp_noise=1.0,
     sampling="image",
+    low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2, trend=8.0),
 )
-"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on
-validation photos (README, "Measured"); ``SamplerConfig()`` holds SPEC's faithful settings. The
-``pnp-near`` list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to
-known pixels) from the clean LMaFit start, 25 levels from t = 0.25 (sigma 0.14) down to t = 0.08 (sigma
-0.023, about the error the completion leaves at random 80 %: ending at the SDE's eps, sigma 0.01, lost
-0.1-0.2 dB at random 80-90 %), except where the mask's holes are deep (``deep_holes``): on their rims a
-last denoising at sigma 0.023 smears and darkens (captions -0.25 dB, 16 px boxes -0.5), so such masks
-end at eps, and the denoiser sees them with the level's noise on every pixel (``pnp_noise``): shown clean
-known pixels and a smooth fill it darkens the rims (16 px boxes +1.2 dB, captions +0.14 with the noise;
-random 80 % -0.3 with it, so scattered holes go without). The image is the state (moving tiles: +0.16
-dB at random 90 %); ADMM's ``mu`` stays 1 (2 gained 0.03-0.09 on random masks and lost 0.5 on
-captions). The predictor-corrector settings it keeps from ``PC_SAMPLER`` act only if a
-predictor-corrector list is chosen."""
+"""The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on the
+validation photos (docs/results.md); ``SamplerConfig()`` holds SPEC's faithful settings. The ``pnp-near``
+list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to known pixels)
+from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining it), 25 levels from t =
+0.25 down to ``t_end``, except where the mask's holes are deep (``deep_holes``): such masks end at the
+SDE's eps and the denoiser sees them with the level's noise on every pixel (``pnp_noise``). The image is
+the state (``sampling="image"``: moving tiles); deep holes are completed around a smooth trend
+(``low_rank.trend``). It sets none of the predictor-corrector settings, which its list does not read."""
 
-NCSNPP_SAMPLER = dataclasses.replace(
-    PC_SAMPLER,
-    step_list="no-lowrank",
-    start="noise",
-    t_start=1.0,
-    steps=50,
-    predictor="reverse-diffusion",
-    corrector_samples=1,
-    known_noise=False,
-)
-"""The NCSN++ baseline: the same predictor-corrector sampler, but a pure diffusion sampler, so it starts
-from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank part) and takes 50 steps, since it
-has the whole noise range to cover (measured: README)."""
+NCSNPP_SAMPLER = SamplerConfig(steps=50, step_list="no-lowrank", start="noise")
+"""The NCSN++ baseline: the paper's predictor-corrector sampler without the low-rank step, a pure
+diffusion sampler, so it starts from noise at ``sigma_max`` (no LMaFit, which belongs to the low-rank
+part) and takes 50 steps over the whole noise range."""
 
 
 @dataclass(frozen=True)
@@ -377,6 +328,118 @@ def model_config_problems(cfg: ModelConfig) -> list[str]:
     return problems
 
 
+NETWORK_FREE_LISTS = ("no-prior",)
+"""Step lists that never call the network."""
+PREDICTOR_LISTS = ("esdiff", "no-lowrank")
+"""Step lists with the predictor and the corrector, the only steps the predictor-corrector settings
+(``PC_SETTINGS``) act on."""
+PC_SETTINGS = ("predictor", "predictor_noise", "corrector_samples", "snr", "corrector_cap", "state")
+"""The ``SamplerConfig`` fields that only the predictor and corrector read."""
+MAX_SHIFTS = 4
+"""The most grid shifts a sampler averages (``esdiff.patches.GRID_SHIFTS``)."""
+
+
+def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
+    """What makes a sampler config impossible to run, or holds a setting its step list never reads, one
+    phrase each naming its field (empty: none). The library (``esdiff.inpaint.inpaint_images``) and the
+    command line check configs with it; unread settings are those of the predictor and corrector
+    (``PC_SETTINGS``) that differ from ``SamplerConfig()``'s where the list or ``corrector_samples``
+    leaves those steps out."""
+    lr = cfg.low_rank
+    problems = [
+        f"{name} must be a positive integer (got {value!r})"
+        for name, value in [
+            ("steps", cfg.steps),
+            ("patch_batch", cfg.patch_batch),
+            ("low_rank.window", lr.window),
+            ("low_rank.lmafit_max_iter", lr.lmafit_max_iter),
+            ("low_rank.max_rank", lr.max_rank),
+        ]
+        if not _is_positive_int(value)
+    ]
+    choices: list[tuple[str, object, Any]] = [
+        ("step_list", cfg.step_list, StepListName),
+        ("start", cfg.start, StartMode),
+        ("predictor", cfg.predictor, PredictorMode),
+        ("tiling", cfg.tiling, TilingMode),
+        ("sampling", cfg.sampling, SamplingMode),
+        ("fusion", cfg.fusion, FusionMode),
+        ("state", cfg.state, StateMode),
+        ("low_rank.fill", lr.fill, HoleFill),
+        ("low_rank.dtype", lr.dtype, Literal["float64", "float32"]),
+    ]
+    for name, value, kind in choices:
+        if value not in typing.get_args(kind):
+            problems.append(f"{name} must be one of {', '.join(typing.get_args(kind))} (got {value!r})")
+    if not (_is_int(cfg.shifts) and 1 <= cfg.shifts <= MAX_SHIFTS):
+        problems.append(f"shifts must be 1 to {MAX_SHIFTS} (got {cfg.shifts!r})")
+    if not (_is_int(cfg.corrector_samples) and cfg.corrector_samples >= 0):
+        problems.append(f"corrector_samples must be 0 or more (got {cfg.corrector_samples!r})")
+    t_start, t_end = _number(cfg.t_start), _number(cfg.t_end)
+    if t_start is None or not 0 < t_start <= 1:
+        problems.append(f"t_start must be above 0 and at most 1 (got {cfg.t_start!r})")
+    elif cfg.t_end is not None and (t_end is None or not 0 < t_end <= t_start):
+        problems.append(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end!r})")
+    holes = cfg.deep_holes
+    shares = [_number(h) for h in holes] if isinstance(holes, tuple) and len(holes) == 2 else []
+    if holes is not None and not (shares and shares[0] is not None and shares[1] is not None):
+        problems.append(f"deep_holes must be two shares 0 <= low < high <= 1 (got {holes!r})")
+    elif holes is not None and not 0 <= shares[0] < shares[1] <= 1:  # type: ignore[operator]
+        problems.append(f"deep_holes must be two shares 0 <= low < high <= 1 (got {holes!r})")
+    pnp_noise = _number(cfg.pnp_noise)
+    if pnp_noise is None or not 0 <= pnp_noise <= 1:
+        problems.append(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise!r})")
+    for name, value in [("snr", cfg.snr), ("dc_lambda", cfg.dc_lambda), ("low_rank.mu", lr.mu)]:
+        number = _number(value)
+        if number is None or number < 0:
+            problems.append(f"{name} must be 0 or more (got {value!r})")
+    optional: list[tuple[str, object]] = [
+        ("corrector_cap", cfg.corrector_cap),
+        ("low_rank.trend", lr.trend),
+        ("low_rank.lmafit_tol", lr.lmafit_tol),
+    ]
+    for name, value in optional:
+        number = _number(value)
+        if value is not None and (number is None or number <= 0):
+            problems.append(f"{name} must be above 0 (got {value!r})")
+    top = lr.max_rank if _is_positive_int(lr.max_rank) else 191
+    if lr.rank is not None and not (_is_positive_int(lr.rank) and lr.rank <= top):
+        problems.append(f"low_rank.rank must be 1 to low_rank.max_rank {top} (got {lr.rank!r})")
+    if problems:
+        return problems
+    # Settings the chosen steps cannot run, or never read.
+    if cfg.sampling == "image" and cfg.state != "rgb":
+        problems.append('state "mpt" needs sampling "patches" (whole-image sampling keeps the RGB image)')
+    if not (_is_int(cfg.fsr_start) and cfg.fsr_start >= 0):
+        problems.append(f"fsr_start must be 0 or more (got {cfg.fsr_start!r})")
+    elif cfg.fsr_start and cfg.sampling != "image":
+        problems.append('fsr_start needs sampling "image"')
+    if cfg.step_list in NETWORK_FREE_LISTS and cfg.start != "lmafit":
+        problems.append(
+            f'step_list {cfg.step_list} has no network step to take noise off: use start "lmafit"'
+        )
+    plain = SamplerConfig()
+    if cfg.step_list not in PREDICTOR_LISTS:
+        unread = [name for name in PC_SETTINGS if getattr(cfg, name) != getattr(plain, name)]
+        reason = f"a predictor-corrector step list ({' or '.join(PREDICTOR_LISTS)}), not {cfg.step_list}"
+    else:
+        unread = [name for name in ("snr", "corrector_cap") if getattr(cfg, name) != getattr(plain, name)]
+        unread = unread if cfg.corrector_samples == 0 else []
+        reason = "the corrector, which corrector_samples 0 turns off"
+    if unread:
+        problems.append(f"{', '.join(unread)} {'acts' if len(unread) == 1 else 'act'} only on {reason}")
+    return problems
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool); else None."""
+    return float(value) if _is_finite(value) else None  # type: ignore[arg-type]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -408,10 +471,36 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value)  # type: ignore[arg-type]
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif isinstance(value, list) and any(typing.get_origin(h) is tuple for h in _alternatives(hint)):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def with_changes(cfg: T, changes: dict[str, Any]) -> T:
+    """``cfg`` (a config dataclass) with ``changes``: field names, nested ones with a dot
+    (``low_rank.mu``), to values as JSON gives them (lists become tuples where a field holds one).
+    An unknown name is a ValueError; the values are not checked (``sampler_config_problems`` does)."""
+    data = to_dict(cfg)
+    for key, value in changes.items():
+        *parents, name = key.split(".")
+        node, path = data, []
+        for part in parents:
+            path.append(part)
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown setting {key!r}: {'.'.join(path)} holds no settings")
+            node = node[part]
+        if name not in node:
+            raise ValueError(f"unknown setting {key!r}")
+        if isinstance(node[name], dict):
+            raise ValueError(f"{key} holds settings: give them as {key}.NAME=VALUE")
+        node[name] = value
+    return from_dict(type(cfg), data)
+
+
+def _alternatives(hint: Any) -> tuple[Any, ...]:
+    """The types a hint allows: the members of a union (``X | None``), else the hint itself."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
 
 
 def from_json(cls: type[T], text: str) -> T:

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from esdiff.config import PATCH_SIZE, SamplerConfig
-from esdiff.errors import EsdiffError
-from esdiff.lowrank import LowRankState, patch_trend
+from esdiff.lowrank import LowRankState
 from esdiff.operators import Inpainting
 from esdiff.patches import PAD, PatchGrid, make_grid
 from esdiff.sampler import (
@@ -30,8 +29,7 @@ from esdiff.sampler import (
     State,
     Step,
     StepList,
-    hole_fill,
-    hole_trend,
+    image_start,
     low_rank,
     near_known_weight,
     patch_generators,
@@ -140,10 +138,9 @@ def sample_whole_image(
     progress: Callable[[int, int], None],
     observe: Callable[[int, Tensor], None] | None = None,
 ) -> np.ndarray:
-    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like ``sample_image``.
+    """Algorithm 1 with the image as the state (module docstring); float64 HxWx3 like
+    ``inpaint.sample_images``.
     ``observe(step, x)`` sees the image ``[3, H, W]`` after each level (it must not change it)."""
-    if cfg.state != "rgb":
-        raise EsdiffError('whole-image sampling keeps the RGB image as its state: use state "rgb"')
     height, width = known.shape
     y = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1).to(device)
     mask = torch.from_numpy(np.ascontiguousarray(known)).to(device)[None]
@@ -159,20 +156,28 @@ def sample_whole_image(
     lr = _LowRankGrid(grid, torch.nonzero(missing[..., lo:hi, lo:hi].flatten(1).any(1))[:, 0])
     y_patches = grid.cut(y)[lr.active]
     k_active = k_patches[lr.active]
-    holes = hole_fill(observed, known, cfg, step_list)
-    fills = None if holes is None else grid.cut(holes.to(device))[lr.active]
-    trend = hole_trend(observed, known, holes, cfg, step_list)  # cut like the state: mirrored margins
-    trends = (
-        None if trend is None else (lr.cut(trend[0].to(device)), grid.cut(trend[1].to(device))[lr.active])
-    )
+    parts = image_start(observed, known, cfg, step_list)
+    fills = None if parts.holes is None else grid.cut(parts.holes.to(device))[lr.active]
+    # the trend is cut like the state (mirrored margins), the deep pixels as the mask
+    trends = None if parts.trend is None else lr.cut(parts.trend.to(device))
+    deep = None if parts.deep is None else grid.cut(parts.deep.to(device))[lr.active]
     generators = patch_generators(seed, lr.active.tolist(), device)
     starts = []
     for first in range(0, len(lr.active), cfg.patch_batch):
         part = slice(first, first + cfg.patch_batch)
         ctx = _on(base, y_patches[part], k_active[part], generators[part])
         fill = None if fills is None else fills[part]
-        gated = None if trends is None else patch_trend(trends[0][part], trends[1][part])
-        state = start_state(y_patches[part], k_active[part], ctx, step_list, fill, trend=gated)
+        trend = None if trends is None or deep is None else trends[part]
+        state = start_state(
+            y_patches[part],
+            k_active[part],
+            ctx,
+            step_list,
+            fill,
+            None,
+            trend,
+            None if deep is None else deep[part],
+        )
         lr.states.append(state.lowrank_state)
         starts.append(state.x)
     x = y if not starts else lr.stitch(y, torch.cat(starts))
@@ -248,7 +253,7 @@ def _tile_pass(
     x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
     for lo in range(0, len(active), base.cfg.patch_batch):
         part = active[lo : lo + base.cfg.patch_batch]
-        generators = patch_generators(seed, part.tolist(), x.device, salt=7_919 * (i + 1))
+        generators = patch_generators(seed, part.tolist(), x.device, level=i)
         ctx = _on(base, y_tiles[part], known[part], generators, near_tiles[part])
         state = State(x_tiles[part], None)
         for step in steps:

@@ -6,23 +6,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
+from esdiff.config import DEFAULT_SAMPLER, SamplerConfig, sampler_config_problems
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
-from esdiff.lowrank import patch_trend
 from esdiff.patches import GRID_SHIFTS, PatchBatch, PatchGrid, fill_images, make_grid, patches_to_fill
 from esdiff.prior import Runtime, load, scorer
 from esdiff.sampler import (
     STEP_LISTS,
     Encoding,
+    ImageStart,
     StepList,
-    hole_fill,
-    hole_trend,
+    image_start,
     patch_generators,
     sample_patches,
 )
@@ -49,8 +49,9 @@ def inpaint_image(
     hold a missing pixel; with ``cfg.shifts`` > 1 the mean of that many runs on offset patch grids.
 
     ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
-    count. ``step_list`` names an entry of ``STEP_LISTS`` in place of ``cfg.step_list`` (a model
-    without MPT runs ``esdiff`` as ``no-lowrank``). ``progress(done, total, unit="patches")`` counts the
+    count. ``step_list`` names an entry of ``STEP_LISTS`` in place of ``cfg.step_list``. A config with
+    problems (``config.sampler_config_problems``) is an EsdiffError before any work.
+    ``progress(done, total, unit="patches")`` counts the
     patches of all runs (``done`` moves by a fraction of the batch per sampler step; with
     ``sampling="image"``, ``unit="steps"`` counts steps). ``every_patch`` samples every patch of each
     grid, as before patches without a missing pixel were skipped (for tests and comparisons).
@@ -94,43 +95,21 @@ def inpaint_images(
     their patches share batches of ``cfg.patch_batch`` (a GPU's batch stays full across images). Each
     result is what ``inpaint_image`` gives that image alone: bit for bit with a fixed LMaFit rank or
     when no batch spans two images; with the adaptive rank a batch-mate can move the last bits (as
-    skipping does: measured up to 5.5e-4 on a pixel, PSNR equal to 1e-5 dB). ``progress`` counts the
+    skipping does, by a rounding's worth on a pixel). ``progress`` counts the
     patches (or steps) of all images; ``observe`` needs a single image."""
     cfg = config or DEFAULT_SAMPLER
     if steps is not None:
         cfg = replace(cfg, steps=steps)
-    if not 1 <= cfg.shifts <= len(GRID_SHIFTS):
-        raise EsdiffError(f"shifts must be 1 to {len(GRID_SHIFTS)} (got {cfg.shifts})")
-    prior, keep, sde = load(str(model) if model else None, device)
-    step_list = step_list or cfg.step_list
-    if keep is None and step_list == "esdiff":
-        step_list = "no-lowrank"
-    if step_list not in STEP_LISTS:
-        raise EsdiffError(f"unknown step list {step_list!r} (choose from {', '.join(STEP_LISTS)})")
-    if cfg.t_end is not None and not 0.0 < cfg.t_end <= cfg.t_start:
-        raise EsdiffError(f"t_end must be above 0 and at most t_start {cfg.t_start} (got {cfg.t_end})")
-    if cfg.deep_holes is not None and not 0.0 <= cfg.deep_holes[0] < cfg.deep_holes[1] <= 1.0:
-        raise EsdiffError(f"deep_holes must be two shares 0 <= low < high <= 1 (got {cfg.deep_holes})")
-    if cfg.low_rank.trend is not None and not cfg.low_rank.trend > 0.0:
-        raise EsdiffError(f"the low-rank trend's blur must be above 0 pixels (got {cfg.low_rank.trend})")
-    if not 0.0 <= cfg.pnp_noise <= 1.0:
-        raise EsdiffError(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise})")
-    chosen = STEP_LISTS[step_list].for_config(cfg)
-    if not 0.0 <= cfg.fresh_noise <= 1.0:
-        raise EsdiffError(f"fresh_noise must be 0 to 1 (got {cfg.fresh_noise})")
-    if not 0.0 <= cfg.low_rank_weight <= 1.0:
-        raise EsdiffError(f"low_rank_weight must be 0 to 1 (got {cfg.low_rank_weight})")
-    if cfg.known_noise and cfg.state == "mpt":
-        raise EsdiffError('known_noise works on the RGB state: use state "rgb"')
-    if not chosen.calls_network and cfg.start != "lmafit":
-        raise EsdiffError(f'the {step_list} list has no network step to take noise off: use start "lmafit"')
-    if cfg.fsr_start < 0 or (cfg.fsr_start and cfg.sampling != "image"):
-        raise EsdiffError(f'fsr_start must be 0 or more, with sampling "image" (got {cfg.fsr_start})')
-    if chosen.on_clean and cfg.sampling == "image":
-        raise EsdiffError('the x0 step lists run on patches: use sampling "patches"')
+    if step_list is not None:
+        cfg = replace(cfg, step_list=step_list)  # type: ignore[arg-type]
+    problems = sampler_config_problems(cfg)
+    if problems:
+        raise EsdiffError(f"bad sampler config: {'; '.join(problems)}")
     if observe is not None and (cfg.shifts != 1 or len(observed) != 1):
         raise EsdiffError("iterates can be watched on one image and one grid (shifts 1) only")
-    encoding = Encoding(keep, cfg.fusion, cfg.tau)
+    prior, keep, sde = load(str(model) if model else None, device)
+    chosen = STEP_LISTS[cfg.step_list].for_config(cfg)
+    encoding = Encoding(keep, cfg.fusion)
 
     score = scorer(prior, runtime or Runtime())
     shifts = GRID_SHIFTS[: cfg.shifts]
@@ -152,9 +131,13 @@ def inpaint_images(
     configs = [for_mask(cfg, k, sde.eps) for k in known]
     unit = "steps" if whole else "patches"
     means: list[np.ndarray] = []  # the runs' sums, then their means: one buffer per image for any shifts
+    # A shift pads the image at the top and left. The patch sampler takes the strip as missing and keeps
+    # none of it (``wanted``); the whole-image sampler would take a missing strip for a solid hole (fill,
+    # trend, deep-hole schedule), so it gets the image and its mask mirrored into the strip instead.
+    strip: Literal["symmetric", "constant"] = "symmetric" if whole else "constant"
     for s, (dy, dx) in enumerate(shifts):
-        padded = [np.pad(image, ((dy, 0), (dx, 0), (0, 0))) for image in observed]
-        masks = [np.pad(k, ((dy, 0), (dx, 0))) for k in known]
+        padded = [np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode=strip) for image in observed]
+        masks = [np.pad(k, ((dy, 0), (dx, 0)), mode=strip) for k in known]
 
         def report(done: float, total: int, before: int = sum(counts[:s])) -> None:
             if progress is not None:
@@ -234,41 +217,6 @@ def offset(progress: Callable[[float, int], None], before: int, done: float, tot
     progress(before + done, total)
 
 
-def sample_image(
-    observed: np.ndarray,
-    known: np.ndarray,
-    *,
-    score: Callable[[Tensor, float], Tensor],
-    encoding: Encoding,
-    sde: VESDE,
-    step_list: StepList,
-    cfg: SamplerConfig,
-    seed: int,
-    device: str,
-    progress: Callable[[float, int], None],
-    wanted: np.ndarray | None = None,
-    observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
-) -> np.ndarray:
-    """Algorithm 1 on the patches of one grid over ``observed`` whose stitched part holds a ``wanted``
-    pixel (None: every patch), batched, stitched (float64 HxWx3; pixels no sampled patch covers keep
-    ``observed``). ``progress(done, total)`` counts patches; ``observe`` as in ``inpaint_image``."""
-    (out,) = sample_images(
-        [observed],
-        [known],
-        score=score,
-        encoding=encoding,
-        sde=sde,
-        step_list=step_list,
-        cfg=cfg,
-        seed=seed,
-        device=device,
-        progress=progress,
-        wanted=[wanted],
-        observe=observe,
-    )
-    return out
-
-
 def sample_images(
     observed: Sequence[np.ndarray],
     known: Sequence[np.ndarray],
@@ -284,7 +232,10 @@ def sample_images(
     wanted: Sequence[np.ndarray | None],
     observe: Callable[[PatchBatch, int, Tensor], None] | None = None,
 ) -> list[np.ndarray]:
-    """``sample_image`` on several images whose patches share batches (``patches.fill_images``).
+    """Algorithm 1 on the patches of one grid over each of ``observed`` whose stitched part holds a
+    ``wanted`` pixel (None: every patch), batched across the images (``patches.fill_images``), stitched
+    (float64 HxWx3 each; pixels no sampled patch covers keep ``observed``). ``progress(done, total)``
+    counts patches; ``observe`` as in ``inpaint_image``.
 
     Every network call sees ``cfg.patch_batch`` patches (a short batch is padded with zeros), because CPU
     convolutions pick their algorithm by batch size: so a patch's result does not depend on how many
@@ -293,16 +244,15 @@ def sample_images(
     images = [torch.from_numpy(np.ascontiguousarray(o, dtype=np.float32)).permute(2, 0, 1) for o in observed]
     masks = [torch.from_numpy(np.ascontiguousarray(k)) for k in known]
     fixed = fixed_batch(score, cfg.patch_batch)
-    holes = [hole_fill(o, k, cfg, step_list) for o, k in zip(observed, known, strict=True)]
-    trends = [hole_trend(o, k, h, cfg, step_list) for o, k, h in zip(observed, known, holes, strict=True)]
+    starts = [image_start(o, k, cfg, step_list) for o, k in zip(observed, known, strict=True)]
     grids = [make_grid(k.shape[0], k.shape[1], cfg.tiling) for k in known]
 
     def fill(batch: PatchBatch) -> Tensor:
         def callback(step: int, steps: int) -> None:
             progress(batch.done + len(batch.indices) * step / steps, batch.total)
 
-        rows, given = batch_fill(batch, grids, holes)
-        trend = batch_trend(batch, grids, trends)
+        rows, given = batch_fill(batch, grids, [start.holes for start in starts])
+        trend, deep = batch_trend(batch, grids, starts)
         return sample_patches(
             fixed,
             encoding,
@@ -317,6 +267,7 @@ def sample_images(
             None if observe is None else partial(observe, batch),
             None if given is None else given.to(device),
             None if trend is None else trend.to(device),
+            None if deep is None else deep.to(device),
         )
 
     out = fill_images(
@@ -333,7 +284,7 @@ def sample_images(
 def batch_fill(
     batch: PatchBatch, grids: Sequence[PatchGrid], holes: Sequence[Tensor | None]
 ) -> tuple[Tensor | None, Tensor | None]:
-    """The batch's patches of its images' solid-hole fills (``sampler.hole_fill``) for the start, and
+    """The batch's patches of its images' solid-hole fills (``ImageStart.holes``) for the start, and
     which rows hold one (None: all do); ``(None, None)`` when no image of the batch has such a fill, so
     every patch interpolates its own holes."""
     runs = batch.runs()
@@ -347,19 +298,19 @@ def batch_fill(
 
 
 def batch_trend(
-    batch: PatchBatch, grids: Sequence[PatchGrid], trends: Sequence[tuple[Tensor, Tensor] | None]
-) -> Tensor | None:
-    """The batch's ``lowrank.patch_trend`` from its images' ``sampler.hole_trend`` (zero on the patches
-    of images without one); None when no patch of the batch holds a deep pixel."""
+    batch: PatchBatch, grids: Sequence[PatchGrid], starts: Sequence[ImageStart]
+) -> tuple[Tensor | None, Tensor | None]:
+    """The batch's patches of its images' trends and deep pixels (``ImageStart``; zero on the patches of
+    images without them); ``(None, None)`` when no image of the batch has a trend."""
     runs = batch.runs()
-    if all(trends[i] is None for i, _ in runs):
-        return None
+    if all(starts[i].trend is None for i, _ in runs):
+        return None, None
     images, deep = [], []
-    for grid, pair in zip(grids, trends, strict=True):
+    for grid, start in zip(grids, starts, strict=True):
         size = (grid.height, grid.width)
-        images.append(torch.zeros(3, *size) if pair is None else pair[0])
-        deep.append(torch.zeros(1, *size, dtype=torch.bool) if pair is None else pair[1])
-    return patch_trend(batch.cut(grids, images), batch.cut(grids, deep))
+        images.append(torch.zeros(3, *size) if start.trend is None else start.trend)
+        deep.append(torch.zeros(1, *size, dtype=torch.bool) if start.deep is None else start.deep)
+    return batch.cut(grids, images), batch.cut(grids, deep)
 
 
 def fixed_batch(score: Callable[[Tensor, float], Tensor], size: int) -> Callable[[Tensor, float], Tensor]:

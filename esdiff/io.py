@@ -111,7 +111,7 @@ def check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
     if width * height > max_pixels:
         raise EsdiffError(
             f"{name}: too large: {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (--max-pixels raises it)"
+            f"{max_pixels:,} (--max-pixels or ESDIFF_MAX_PIXELS raises it)"
         )
 
 

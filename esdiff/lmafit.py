@@ -83,14 +83,6 @@ def _pad_rows(t: Tensor, width: int) -> Tensor:
     return t if t.shape[-2] >= width else torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[-2]))
 
 
-def dof_rank(known_entries: Tensor, m: int, n: int) -> Tensor:
-    """The largest rank ``r`` whose ``r (m + n - r)`` degrees of freedom the known entries can pin down
-    (at least 1): a higher rank has more unknowns than equations."""
-    s = float(m + n)
-    disc = (s * s - 4.0 * known_entries.double()).clamp_min(0.0)
-    return ((s - disc.sqrt()) / 2).floor().clamp(1, min(m, n)).to(torch.int64)
-
-
 def _start(
     data: Tensor, W: Tensor, k0: int, init: tuple[Tensor, Tensor] | None, flip: bool, cap: Tensor
 ) -> _Work:
@@ -128,7 +120,6 @@ def lmafit(
     start_rank: int = 1,
     rank_step: int = 1,
     init: tuple[Tensor, Tensor] | None = None,
-    cap_rank: bool = False,
     patience: int = 10,
     sync_every: int = 1,
 ) -> LMaFitResult:
@@ -137,12 +128,11 @@ def lmafit(
     ``rank=None``: adaptive rank (LMaFit ``est_rank = 2``) from ``start_rank``, +1 whenever the residual
     stalls (relative change < 10 tol), +2 from rank 50, at most ``max_rank`` (use ``min(m, n) - 1``);
     ``rank_step`` multiplies those steps (1 is LMaFit; larger ramps up faster, a cheaper option).
-    An integer fixes the rank. The slow ramp matters: on Hankel matrices with 80 % of the pixels missing,
-    a fixed rank of 50 or a start at rank 40 fits the known entries and ruins the rest (ALOHA at 11 dB).
+    An integer fixes the rank. The slow ramp matters: on Hankel matrices with most pixels missing, a high
+    fixed rank or a high start rank fits the known entries and ruins the rest.
     Stops when ``relres < tol``, when the residual stalls at the final rank, after ``patience``
     iterations in a row that did not lower the residual (nothing left to fit), or after ``max_iter``
-    iterations. ``cap_rank`` also stops the rank's growth at ``dof_rank`` of the patch's known entries
-    (a rank that they cannot determine only fits them). ``init=(U0, V0)`` warm-starts from
+    iterations. ``init=(U0, V0)`` warm-starts from
     ``M ~ U0 V0^T`` (its width is the start rank). Solves on the transposed problem when ``m > n``
     (``X = 0, Y = eye(k, n)`` start, on the first ``k`` columns that hold a known entry).
 
@@ -166,8 +156,6 @@ def lmafit(
         )
     start = time.perf_counter()
     cap = torch.full((B,), max_rank, dtype=torch.int64, device=data.device)
-    if cap_rank:
-        cap = torch.minimum(cap, dof_rank(W.sum((1, 2)), p, q)).clamp_min(k0)
     w = _start(data, W, k0, init, flip, cap)
     out: list[tuple[Tensor, Tensor]] = [(data, data)] * B
     ranks, iters, relres = torch.zeros_like(w.rank), torch.zeros_like(w.rank), data.new_zeros(B)
@@ -292,7 +280,6 @@ def lmafit_for(hy: Tensor, hk: Tensor, cfg: LowRankConfig, **options: Any) -> LM
         max_iter=cfg.lmafit_max_iter,
         max_rank=cfg.max_rank,
         dtype=config_dtype(cfg),
-        cap_rank=cfg.cap_rank,
         **options,
     )
     log = _FIT_LOG.get()

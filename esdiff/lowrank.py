@@ -176,7 +176,8 @@ def init_low_rank(
     **options: Any,
 ) -> tuple[LowRankState, Tensor, LMaFitResult]:
     """The low-rank start (SPEC 3.2-3.3), shared by ESDiff's sampler and ALOHA: LMaFit on ``H(y D)``
-    (known: ``H(D) == 1``) gives ``U, V``; ``x`` and the multiplier ``L0`` as ``cfg.init`` says.
+    (known: ``H(D) == 1``) gives ``U, V``; the start is ``x = DC(H^+(U V^T))`` with the multiplier
+    ``L0 = 0`` (SPEC 3.3).
 
     ``y_patches [B, C, P, P]``, ``known_patches [B, 1, P, P]`` (bool). With ``cfg.fill = "biharmonic"``,
     a patch with a Hankel row that holds no known entry blends each row with the row of ``H(fill)`` by
@@ -198,8 +199,8 @@ def init_low_rank(
     fit = lmafit_for(hy, hk, cfg, **options)
     U, V = fit.U, fit.V
     UV = (V @ U.transpose(1, 2)).transpose(1, 2)  # U V^T in the memory layout of ``hankel``
-    L0 = torch.zeros_like(UV) if cfg.init == "zero" else hy - UV
-    estimate = UV - L0 if cfg.init == "lab" else UV
+    L0 = torch.zeros_like(UV)
+    estimate = UV
     holed = (~hk.any(2)).any(1)  # [B]: patches with a window that holds no known pixel
     if cfg.fill == "biharmonic" and bool(holed.any()):
         if fill is None:

@@ -180,6 +180,36 @@ def sampler_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """A sampler variant of `esdiff ablate` (``esdiff/ablations.json``)."""
+
+    description: str
+    config: SamplerConfig
+    model: str = "esdiff"
+    """The sampler method whose shipped model it runs with (``default_model``)."""
+
+
+def ablations() -> dict[str, Ablation]:
+    """The variants of ``esdiff/ablations.json`` by name: each a change of ``DEFAULT_SAMPLER`` (or, with
+    ``"base": "paper"``, of SPEC's ``SamplerConfig()``), checked by ``config.sampler_config_problems``."""
+    import json
+    from importlib import resources
+
+    from esdiff.config import sampler_config_problems, with_changes
+
+    data = json.loads(resources.files("esdiff").joinpath("ablations.json").read_text())
+    bases = {"defaults": DEFAULT_SAMPLER, "paper": SamplerConfig()}
+    out = {}
+    for name, entry in data.items():
+        config = with_changes(bases[entry.get("base", "defaults")], entry["changes"])
+        problems = sampler_config_problems(config)
+        if problems:
+            raise EsdiffError(f"ablation {name}: {'; '.join(problems)}")
+        out[name] = Ablation(entry["description"], config, entry.get("model", "esdiff"))
+    return out
+
+
 def finished(name: str, result: np.ndarray, image: np.ndarray, known: np.ndarray) -> np.ndarray:
     """A method's result in ``image``'s dtype, clipped, known pixels exactly ``image``'s; a non-finite
     missing pixel is an EsdiffError."""

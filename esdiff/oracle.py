@@ -26,8 +26,8 @@ LAB_PATIENCE = 100
 """Steps without improvement after which the lab's code stops a patch."""
 PATIENCE_SIGMA = 1.0
 """The patience counts from the first step at or below this noise level: from t = 1 (sigma 378) the
-first hundred iterates are noise, so one of them "wins" by chance and stops the patch there (5.6 dB per
-patch at the paper's settings on an lsun100 photo, measured). The default start (sigma 0.14) is below it."""
+first hundred iterates are noise, so one of them "wins" by chance and stops the patch there, far too
+early. The default start is below it."""
 
 
 @dataclass

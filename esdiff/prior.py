@@ -22,8 +22,8 @@ from esdiff.config import FusionMode, PrecondConfig
 from esdiff.errors import EsdiffError
 from esdiff.nn import ScoreModel
 from esdiff.patches import make_grid
-from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
+from esdiff.transforms import Encoding
 
 BUILTIN_MODEL = Path(__file__).parent / "weights" / "builtin.safetensors"
 NCSNPP_MODEL = Path(__file__).parent / "weights" / "ncsnpp.safetensors"

@@ -4,13 +4,8 @@ One sampler step at noise level ``sigma_i`` runs the step list once. ESDiff's li
 ``[predictor, low_rank, data_consistency, corrector, low_rank, data_consistency]``; the ablations of the
 paper's Table IV are other lists (``STEP_LISTS``), each saying whether it needs the low-rank state.
 
-The ``x0`` lists put the projections where they belong: ``denoise`` turns the noisy state into the
-prior's clean estimate ``D(x, sigma)``, the low-rank and data-consistency steps act on that clean image
-(both are statements about clean images), and ``renoise`` takes it to the next level along the
-estimate's own noise direction, part of it drawn fresh (``fresh_noise``; DiffPIR, Zhu et al. 2023). The
-network then always sees an image noisy everywhere at the level it is told, known pixels included,
-which the paper's list, replacing known pixels by the clean observation between network steps, does
-not give it.
+The default list, ``pnp-near``, is plug-and-play ADMM: one ADMM iteration, then the prior's denoised
+estimate ``D(x, sigma)`` near the known pixels in place of ADMM's x-update.
 
 Randomness comes from one generator per patch, seeded from the image's seed and the patch index, so a
 result does not depend on how patches are batched. The generators live on the device the patches are
@@ -20,6 +15,7 @@ the same seed; each device is deterministic on its own).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -27,28 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esdiff.config import FusionMode, SamplerConfig
+from esdiff.config import SamplerConfig
 from esdiff.hankel import hankel, hankel_pinv
-from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, image_trend, init_low_rank
+from esdiff.lowrank import LowRankState, admm_step, image_hole_fill, image_trend, init_low_rank, patch_trend
 from esdiff.operators import Inpainting, within
 from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
-from esdiff.transforms import fuse, mpt
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """MPT (Eq. 7) into the network's space and i-MPT + fusion (Eq. 8) back; identity without MPT."""
-
-    keep: Tensor | None
-    fusion: FusionMode = "softmax"
-    tau: float = 1.0
-
-    def encode(self, x: Tensor) -> Tensor:
-        return x if self.keep is None else mpt(x, self.keep)
-
-    def decode(self, psi: Tensor) -> Tensor:
-        return psi if self.keep is None else fuse(psi, self.keep, self.fusion, self.tau)
+from esdiff.transforms import Encoding
 
 
 @dataclass
@@ -60,8 +41,6 @@ class State:
     lowrank_state: LowRankState | None
     psi: Tensor | None = None
     psi_x: Tensor | None = None
-    eps: Tensor | None = None
-    """Between ``denoise`` and ``renoise``: the noise direction ``(x_sigma - D) / sigma`` of the estimate."""
 
     def encoded(self, ctx: Context) -> Tensor:
         """The network-space input: MPT of ``x``, or (``state="mpt"``) the kept object moved by MPT of
@@ -77,12 +56,20 @@ class State:
 
 
 def patch_generators(
-    seed: int, indices: Iterable[int], device: str | torch.device = "cpu", salt: int = 0
+    seed: int, indices: Iterable[int], device: str | torch.device = "cpu", level: int | None = None
 ) -> list[torch.Generator]:
-    """One generator per patch on ``device``, seeded from the image seed, the patch's index ``k`` in the
-    full grid and a ``salt`` that tells apart the draws of different grids (``seed * 1_000_003 + salt
-    + k``)."""
-    return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + salt + int(k)) for k in indices]
+    """One generator per patch on ``device``, seeded from the image seed, the patch's index ``k`` in its
+    grid and, for a grid drawn anew at each level (the whole-image sampler's tiles), that ``level``:
+    a hash of the three (``stream_seed``), so no two of them share a stream, however large the image,
+    the seed or the number of levels."""
+    return [torch.Generator(device=device).manual_seed(stream_seed(seed, level, int(k))) for k in indices]
+
+
+def stream_seed(seed: int, level: int | None, index: int) -> int:
+    """A 63-bit seed for the noise of patch ``index`` at ``level`` (None: the patch's own stream for every
+    level) of an image sampled with ``seed``: the first bytes of a SHA-256 of the three."""
+    key = f"{seed}/{'-' if level is None else level}/{index}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
 @dataclass
@@ -118,7 +105,6 @@ def predictor(state: State, ctx: Context) -> State:
     diffusion ``Psi + (sigma_i^2 - sigma_{i+1}^2) s``, or (``predictor="ddim"``) the deterministic
     probability-flow step ``D + (sigma_{i+1} / sigma_i) (Psi - D)``, i.e. ``Psi + sigma_i (sigma_i -
     sigma_{i+1}) s`` (DDIM / Euler in sigma, Karras et al. 2022 Alg. 1 without the second order)."""
-    state, noise = _known_noised(state, ctx)
     psi = state.encoded(ctx)
     if ctx.cfg.predictor == "ddim":
         lower = max(ctx.sigma**2 - ctx.step_var, 0.0) ** 0.5
@@ -127,21 +113,7 @@ def predictor(state: State, ctx: Context) -> State:
         psi = psi + ctx.step_var * ctx.score(psi, ctx.sigma)
     if ctx.cfg.predictor_noise:
         psi = psi + ctx.step_var**0.5 * ctx.noise(psi)
-    return _known_restored(state.decoded(psi, ctx), noise)
-
-
-def _known_noised(state: State, ctx: Context) -> tuple[State, Tensor | None]:
-    """With ``known_noise``: the state with noise at the current level on its known pixels (SamplerConfig),
-    and that noise, for ``_known_restored``; else the state as it is and None."""
-    if not ctx.cfg.known_noise:
-        return state, None
-    noise = ctx.sigma * ctx.noise(state.x) * ctx.op.mask.to(state.x.dtype)
-    return replace(state, x=state.x + noise), noise
-
-
-def _known_restored(state: State, noise: Tensor | None) -> State:
-    """The network step's result with the noise that ``_known_noised`` put on the known pixels taken off."""
-    return state if noise is None else replace(state, x=state.x - noise)
+    return state.decoded(psi, ctx)
 
 
 def corrector_step_size(z: Tensor, g: Tensor, sigma: float, snr: float, cap: float | None) -> Tensor:
@@ -159,19 +131,17 @@ def corrector_step_size(z: Tensor, g: Tensor, sigma: float, snr: float, cap: flo
 
 def corrector(state: State, ctx: Context) -> State:
     """Annealed Langevin corrector with a bounded step (``corrector_step_size``)."""
-    state, noise = _known_noised(state, ctx)
     psi = state.encoded(ctx)
     for _ in range(ctx.cfg.corrector_samples):
         g = ctx.score(psi, ctx.sigma)
         z = ctx.noise(psi)
         eps = corrector_step_size(z, g, ctx.sigma, ctx.cfg.snr, ctx.cfg.corrector_cap)
         psi = psi + eps * g + (2 * eps).sqrt() * z
-    return _known_restored(state.decoded(psi, ctx), noise)
+    return state.decoded(psi, ctx)
 
 
 def low_rank(state: State, ctx: Context) -> State:
-    """One ADMM iteration on the block-Hankel matrix of ``x`` (Eqs. 17-20), back through ``H^+``; the state
-    moves ``low_rank_weight`` of the way to that estimate."""
+    """One ADMM iteration on the block-Hankel matrix of ``x`` (Eqs. 17-20), back through ``H^+``."""
     lrs = state.lowrank_state
     assert lrs is not None, "low_rank needs the LMaFit start (a StepList with needs_low_rank)"
     window = ctx.cfg.low_rank.window
@@ -181,8 +151,6 @@ def low_rank(state: State, ctx: Context) -> State:
     U, V, L, x_lr = admm_step(hx, lrs.U, lrs.V, lrs.L, ctx.cfg.low_rank.mu)
     x = hankel_pinv(x_lr, window, (state.x.shape[-2], state.x.shape[-1]))
     x = (x if trend is None else x + trend).to(state.x.dtype)
-    if ctx.cfg.low_rank_weight != 1.0:
-        x = torch.lerp(state.x, x, ctx.cfg.low_rank_weight)
     return replace(state, x=x, lowrank_state=LowRankState(U, V, L, lrs.trend))
 
 
@@ -193,10 +161,10 @@ def data_consistency(state: State, ctx: Context) -> State:
 
 def denoise(state: State, ctx: Context) -> State:
     """The prior's clean estimate ``D = x + sigma^2 s(x, sigma)`` (Tweedie, through MPT and i-MPT +
-    fusion) in place of the noisy state, which leaves its noise direction for ``renoise``."""
+    fusion) in place of the noisy state."""
     psi = ctx.encoding.encode(state.x)
     clean = ctx.encoding.decode(psi + ctx.sigma**2 * ctx.score(psi, ctx.sigma))
-    return replace(state, x=clean, eps=(state.x - clean) / ctx.sigma, psi=None, psi_x=None)
+    return replace(state, x=clean, psi=None, psi_x=None)
 
 
 def near_known_weight(known: Tensor) -> Tensor:
@@ -206,10 +174,10 @@ def near_known_weight(known: Tensor) -> Tensor:
 
 
 def denoise_pnp(state: State, ctx: Context) -> State:
-    """``denoise`` as the plug-and-play lists run it: with ``cfg.pnp_noise`` the image first gets that
+    """``denoise`` as the plug-and-play list runs it: with ``cfg.pnp_noise`` the image first gets that
     share of the level's noise, ``pnp_noise sigma z``, known pixels included, so the network sees an image
-    as noisy as it is told; a clean image told ``sigma`` comes back darkened and smeared (measured on
-    solid holes: README)."""
+    as noisy as it is told; a clean image told ``sigma`` comes back darkened and smeared on solid holes
+    (docs/results.md)."""
     share = ctx.cfg.pnp_noise
     noisy = replace(state, x=state.x + share * ctx.sigma * ctx.noise(state.x)) if share else state
     return denoise(noisy, ctx)
@@ -218,21 +186,11 @@ def denoise_pnp(state: State, ctx: Context) -> State:
 def denoise_near_known(state: State, ctx: Context) -> State:
     """``denoise_pnp``, its estimate taken only near known pixels (``near_known_weight``): inside a wide
     hole the state keeps the low-rank estimate, which the denoiser, shown a smooth fill between clean
-    known pixels, would darken and smear (measured: README)."""
+    known pixels, would darken and smear."""
     clean = denoise_pnp(state, ctx)
     weight = near_known_weight(ctx.op.mask) if ctx.near_weight is None else ctx.near_weight
     weight = weight.to(state.x.dtype)
     return replace(clean, x=torch.lerp(state.x, clean.x, weight))
-
-
-def renoise(state: State, ctx: Context) -> State:
-    """The clean estimate taken to the next level ``sigma_{i+1}``: ``x + sigma_{i+1} (sqrt(1 - f) eps +
-    sqrt(f) z)`` with ``f = fresh_noise`` (0: DDIM's deterministic step; the last level steps to 0)."""
-    assert state.eps is not None, "renoise follows denoise"
-    lower = max(ctx.sigma**2 - ctx.step_var, 0.0) ** 0.5
-    f = ctx.cfg.fresh_noise
-    direction = state.eps if f == 0 else (1 - f) ** 0.5 * state.eps + f**0.5 * ctx.noise(state.x)
-    return replace(state, x=state.x + lower * direction, eps=None)
 
 
 @dataclass(frozen=True)
@@ -242,8 +200,6 @@ class StepList:
     functions: tuple[Step, ...]
     needs_low_rank: bool
     """The list holds ``low_rank``, so the start must set up its ADMM state (LMaFit), whatever the start."""
-    on_clean: bool = False
-    """The ``x0`` kind (``denoise`` ... ``renoise``), whose state between the two is the clean estimate."""
 
     @property
     def calls_network(self) -> bool:
@@ -273,23 +229,16 @@ STEP_LISTS: dict[str, StepList] = {
         (predictor, low_rank, data_consistency, corrector, low_rank, data_consistency), needs_low_rank=True
     ),
     "no-lowrank": StepList((predictor, data_consistency, corrector, data_consistency), needs_low_rank=False),
-    "x0": StepList((denoise, low_rank, data_consistency, renoise), needs_low_rank=True, on_clean=True),
-    "x0-no-lowrank": StepList((denoise, data_consistency, renoise), needs_low_rank=False, on_clean=True),
     "no-prior": StepList((low_rank, data_consistency, low_rank, data_consistency), needs_low_rank=True),
-    "pnp": StepList((low_rank, data_consistency, denoise_pnp, data_consistency), needs_low_rank=True),
     "pnp-near": StepList(
         (low_rank, data_consistency, denoise_near_known, data_consistency), needs_low_rank=True
     ),
 }
-"""Algorithm 1 and its ablation without the low-rank step (the NCSN++ baseline with a 3-channel model),
-the same two with the projections on the denoised estimate (module docstring), and the default list
-without its network step (``no-prior``: the network is never called, so what is left is the low-rank
-completion's own ADMM iterations, two a level, from the clean LMaFit start; what the prior adds is the
-difference). ``pnp`` is plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate at the
-level's sigma takes the place of ADMM's x-update, so the next multiplier update sees what the prior
-changed instead of reflecting it away (in the default list the network's small step is undone by the
-multiplier: measured, it adds nothing on random masks); ``pnp-near`` takes the estimate only within two
-pixels of a known one."""
+"""Algorithm 1 (``esdiff``, the paper's list) and its ablation without the low-rank step (``no-lowrank``:
+the NCSN++ baseline with a 3-channel model); the default, ``pnp-near``: one ADMM iteration, then the
+prior's denoised estimate at the level's sigma in place of ADMM's x-update, taken only within two pixels
+of a known one; and ``no-prior``, the low-rank completion's own ADMM iterations from the clean LMaFit
+start, two a level, the network never called (what the prior adds is the difference)."""
 
 
 def start_state(
@@ -300,16 +249,18 @@ def start_state(
     fill: Tensor | None = None,
     fill_given: Tensor | None = None,
     trend: Tensor | None = None,
+    deep: Tensor | None = None,
 ) -> State:
-    """The low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U V^T))``, or the lab's
-    doubled one with ``low_rank.init = "lab"``; ``fill``: patches of an interpolation for its solid
-    holes, ``lowrank.solid_hole_fill``; ``fill_given``: which of its rows are given; ``trend``: the
-    patches' ``lowrank.patch_trend``), the same plus noise at the first level, or ``y D + sigma_0 z (1 -
-    D)`` (sde)."""
+    """The start of both drivers: the low-rank start (``init_low_rank``: the LMaFit estimate ``DC(H^+(U
+    V^T))``; ``fill``: the patches of ``ImageStart.holes``; ``fill_given``: which of its rows are given;
+    ``trend`` and ``deep``: the patches of ``ImageStart.trend`` and ``.deep``, the trend kept on the
+    patches that hold a deep pixel, ``lowrank.patch_trend``), the same plus noise at the first level, or
+    ``y D + sigma_0 z (1 - D)`` (sde)."""
     lowrank_state, x = None, None
     if step_list.needs_low_rank or ctx.cfg.start != "noise":
+        gated = patch_trend(trend, deep)
         lowrank_state, x, _ = init_low_rank(
-            y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given, trend=trend
+            y, known, ctx.cfg.low_rank, fill=fill, fill_given=fill_given, trend=gated
         )
         x = x.to(y.dtype)
     if ctx.cfg.start == "noise" or x is None:
@@ -319,25 +270,29 @@ def start_state(
     return State(x=x, lowrank_state=lowrank_state)
 
 
-def hole_fill(
+@dataclass(frozen=True)
+class ImageStart:
+    """The image-level parts of the low-rank start that each driver cuts into its patches for
+    ``start_state``: the interpolation of the solid holes (``lowrank.image_hole_fill``, ``[3, H, W]``)
+    and the trend the deep holes are completed around with those deep pixels (``lowrank.image_trend``,
+    ``[3, H, W]`` and ``[1, H, W]``), each None where the config or the mask calls for none."""
+
+    holes: Tensor | None = None
+    trend: Tensor | None = None
+    deep: Tensor | None = None
+
+
+def image_start(
     observed: np.ndarray, known: np.ndarray, cfg: SamplerConfig, step_list: StepList
-) -> Tensor | None:
-    """``[3, H, W]`` float32: the image-level interpolation of solid holes for the low-rank start
-    (``lowrank.image_hole_fill``) when the start runs; else None."""
+) -> ImageStart:
+    """The ``ImageStart`` of ``observed [H, W, 3]`` with mask ``known [H, W]``; empty when the start runs
+    no LMaFit (the noise start of a list without the low-rank step)."""
     if not (step_list.needs_low_rank or cfg.start != "noise"):
-        return None
+        return ImageStart()
     holes = image_hole_fill(observed, known, cfg.low_rank)
-    return None if holes is None else holes.float()
-
-
-def hole_trend(
-    observed: np.ndarray, known: np.ndarray, holes: Tensor | None, cfg: SamplerConfig, step_list: StepList
-) -> tuple[Tensor, Tensor] | None:
-    """The image's ``lowrank.image_trend`` (trend ``[3, H, W]``, deep pixels ``[1, H, W]``) when the
-    low-rank start runs (as ``hole_fill``) and ``low_rank.trend`` is set; else None."""
-    if not (step_list.needs_low_rank or cfg.start != "noise"):
-        return None
-    return image_trend(observed * known[..., None], known, holes, cfg.low_rank)
+    holes = None if holes is None else holes.float()
+    pair = image_trend(observed * known[..., None], known, holes, cfg.low_rank)
+    return ImageStart(holes, *(pair or (None, None)))
 
 
 def sample_patches(
@@ -354,6 +309,7 @@ def sample_patches(
     observe: Callable[[int, Tensor], None] | None = None,
     fill_given: Tensor | None = None,
     trend: Tensor | None = None,
+    deep: Tensor | None = None,
 ) -> Tensor:
     """Run ``step_list`` at each of the ``cfg.steps`` noise levels on patches ``y [B, 3, 64, 64]``.
 
@@ -361,13 +317,13 @@ def sample_patches(
     ``fill``: the same patches of an interpolation of solid holes, for the start (``start_state``;
     ``fill_given [B]``: the rows of ``fill`` that are given, the others interpolated per patch).
     ``observe(step, x)`` sees the iterate after each level (``esdiff.oracle``; it must not change it).
-    ``trend``: the patches' ``lowrank.patch_trend`` for the low-rank steps.
+    ``trend``, ``deep``: the patches of the image's trend and deep pixels (``ImageStart``).
     """
     step_list = step_list.for_config(cfg)
     sigmas, step_vars = noise_schedule(sde, cfg.steps, cfg.t_start, cfg.t_end)
     op = Inpainting(known)
     ctx = Context(score, encoding, op, y, cfg, generators, float(sigmas[0]), float(step_vars[0]))
-    state = start_state(y, known, ctx, step_list, fill, fill_given, trend)
+    state = start_state(y, known, ctx, step_list, fill, fill_given, trend, deep)
     for i in range(cfg.steps):
         ctx = replace(ctx, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
         for step in step_list:

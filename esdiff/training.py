@@ -51,9 +51,8 @@ from esdiff.runs import (
     resume_conflicts,
     write_run_config,
 )
-from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
-from esdiff.transforms import mpt, virtual_mask
+from esdiff.transforms import Encoding, mpt, virtual_mask
 from esdiff.validation import ValidationSet
 
 Callback = Callable[..., None]

@@ -1,4 +1,5 @@
-"""Virtual mask, mutual perturbation transform (MPT, Eq. 7), its exact inverse (Eq. 8) and fusion.
+"""Virtual mask, mutual perturbation transform (MPT, Eq. 7), its exact inverse (Eq. 8) and fusion, and
+``Encoding``, the pair the sampler, the prior and training use to reach the network's space.
 
 Shapes: an RGB batch is ``[B, 3, H, W]``; the MPT object is ``[B, 12, H, W]`` laid out as
 ``[R, G, B | RG group | GB group | BR group]`` (SPEC 1). The keep-mask ``M`` is ``[H, W]`` bool, True where
@@ -8,6 +9,7 @@ pixels stay in place; one mask serves all three channel pairs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -91,3 +93,17 @@ def fuse(psi: Tensor, keep: Tensor, mode: FusionMode = "softmax", tau: float = 1
     estimates = impt(psi, keep)
     weights = fusion_weights(estimates, mode, tau)
     return torch.einsum("bk,bkchw->bchw", weights, estimates)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """MPT (Eq. 7) into the network's space and i-MPT + fusion (Eq. 8) back; identity without MPT."""
+
+    keep: Tensor | None
+    fusion: FusionMode = "softmax"
+
+    def encode(self, x: Tensor) -> Tensor:
+        return x if self.keep is None else mpt(x, self.keep)
+
+    def decode(self, psi: Tensor) -> Tensor:
+        return psi if self.keep is None else fuse(psi, self.keep, self.fusion)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from esdiff.data import CropSampler
 from esdiff.prior import Prior, denoise_patches
-from esdiff.sampler import Encoding
+from esdiff.transforms import Encoding
 
 VAL_SIGMAS = (10, 25, 50)
 """Noise levels of the validation, on the 0-255 scale."""

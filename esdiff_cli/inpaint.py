@@ -15,8 +15,6 @@ import typer
 from esdiff.errors import EsdiffError
 from esdiff.methods import BASELINES, METHODS, SAMPLERS
 from esdiff_cli.common import (
-    BF16,
-    COMPILE,
     MAX_PIXELS,
     MAX_SEED,
     Device,
@@ -31,7 +29,7 @@ from esdiff_cli.common import (
     runtime_of,
     warn_if_undertrained,
 )
-from esdiff_cli.sampler_options import expert, sampler_config, shown_default
+from esdiff_cli.sampler_options import SET, env_flag, env_int, parse_settings, sampler_config
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 STDIO = "-"
@@ -171,18 +169,6 @@ def command(
     model: Annotated[
         Path | None, typer.Option(help="Checkpoint from esdiff train (default: the method's shipped one).")
     ] = None,
-    steps: Annotated[
-        int | None, typer.Option(min=1, help="Sampler steps.", show_default=shown_default("steps"))
-    ] = None,
-    shifts: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=4,
-            help="Average 1-4 runs on patch grids offset by half a window (N x time).",
-            show_default=shown_default("shifts"),
-        ),
-    ] = None,
     seed: Annotated[
         int,
         typer.Option(min=0, max=MAX_SEED, help="Seed for every image (results do not depend on batching)."),
@@ -193,79 +179,17 @@ def command(
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
-    bf16: BF16 = False,
-    compile_net: COMPILE = False,
     gt: Annotated[Path | None, typer.Option(help="Ground truth: print PSNR/SSIM.")] = None,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse larger images (width x height, read from the header).")
-    ] = MAX_PIXELS,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    start: Annotated[str | None, expert("start", "Start: lmafit, lmafit-noisy or noise.")] = None,
-    t_start: Annotated[float | None, expert("t_start", "Time of the first step.", min=1e-4, max=1.0)] = None,
-    t_end: Annotated[
-        float | None, expert("t_end", "Time of the last step (deep holes: the SDE's eps).", min=1e-5, max=1.0)
-    ] = None,
-    pnp_noise: Annotated[
-        float | None,
-        expert("pnp_noise", "Share of the level's noise on the denoiser's input (deep holes).", min=0, max=1),
-    ] = None,
-    step_list: Annotated[
-        str | None,
-        expert(
-            "step_list", "Steps per level: pnp-near, pnp, esdiff (Algorithm 1), no-lowrank, no-prior, x0."
-        ),
-    ] = None,
-    snr: Annotated[float | None, expert("snr", "Corrector signal-to-noise ratio.", min=0.0)] = None,
-    predictor_noise: Annotated[bool | None, expert("predictor_noise", "Add noise in the predictor.")] = None,
-    known_noise: Annotated[
-        bool | None, expert("known_noise", "Known pixels noised to the level for each network step.")
-    ] = None,
-    corrector_samples: Annotated[
-        int | None, expert("corrector_samples", "Langevin steps per level.", min=0)
-    ] = None,
-    predictor: Annotated[
-        str | None, expert("predictor", "Predictor: reverse-diffusion (paper) or ddim (deterministic).")
-    ] = None,
-    corrector_cap: Annotated[
-        float | None,
-        expert("corrector_cap", "Largest Langevin step, times sigma^2 (none: unbounded).", min=0.0),
-    ] = None,
-    fusion: Annotated[str | None, expert("fusion", "i-MPT fusion: softmax, softmax0 or mean.")] = None,
-    tiling: Annotated[str | None, expert("tiling", "Patches: overlap (lab) or tile.")] = None,
-    sampling: Annotated[
-        str | None,
-        expert("sampling", "patches (each patch on its own, paper) or image (moving tiles, one image)."),
-    ] = None,
-    state: Annotated[
-        str | None,
-        expert("state", "Network-space state: rgb (re-encode every step, lab) or mpt (keep 12 channels)."),
-    ] = None,
-    mu: Annotated[
-        float | None, expert("mu", "ADMM penalty of the low-rank step.", low_rank=True, min=0.0)
-    ] = None,
-    rank: Annotated[int | None, expert("rank", "Fixed Hankel rank.", low_rank=True, min=1, max=191)] = None,
-    lmafit_tol: Annotated[
-        float | None, expert("lmafit_tol", "LMaFit tolerance.", low_rank=True, min=0.0)
-    ] = None,
-    lmafit_max_iter: Annotated[
-        int | None, expert("lmafit_max_iter", "LMaFit iteration cap.", low_rank=True, min=1)
-    ] = None,
-    trend: Annotated[
-        float | None,
-        expert(
-            "trend",
-            "Blur (px) of the trend deep holes are completed around; 0: none.",
-            low_rank=True,
-            min=0.0,
-        ),
-    ] = None,
-    patch_batch: Annotated[
-        int | None, expert("patch_batch", "Patches processed at once (memory bound; also ALOHA's).", min=1)
-    ] = None,
+    settings: SET = None,
 ) -> None:
-    """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask)."""
+    """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask).
+
+    Environment: ESDIFF_BF16=1 runs the samplers' network in bfloat16, ESDIFF_COMPILE=1 compiles it
+    (torch.compile), ESDIFF_MAX_PIXELS=N refuses larger images (default 40,000,000).
+    """
     with cli_errors():
         if method not in METHODS:
             raise fail(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
@@ -276,47 +200,17 @@ def command(
             raise fail("--json prints on stdout, which -o - already uses")
         if gt is not None and is_folder:
             raise fail("--gt takes one ground-truth image; use esdiff evaluate for folders")
-        sampler = {
-            "steps": steps,
-            "start": start,
-            "t_start": t_start,
-            "t_end": t_end,
-            "pnp_noise": pnp_noise,
-            "step_list": step_list,
-            "snr": snr,
-            "predictor_noise": predictor_noise,
-            "known_noise": known_noise,
-            "corrector_samples": corrector_samples,
-            "predictor": predictor,
-            "corrector_cap": corrector_cap,
-            "fusion": fusion,
-            "tiling": tiling,
-            "sampling": sampling,
-            "state": state,
-            "shifts": shifts,
-            "patch_batch": patch_batch,
-        }
-        low_rank = {
-            "mu": mu,
-            "rank": rank,
-            "lmafit_tol": lmafit_tol,
-            "lmafit_max_iter": lmafit_max_iter,
-            "trend": trend,
-        }
-        settings: dict[str, Any] = {}
-        runtime = {"bf16": bf16 or None, "compile": compile_net or None}
+        changes = parse_settings(settings)
+        method_settings: dict[str, Any] = {}
+        runtime = runtime_of(env_flag("ESDIFF_BF16"), env_flag("ESDIFF_COMPILE"))
         if method in SAMPLERS:
-            settings.update(model=model, config=sampler_config(SAMPLERS[method].config, sampler, low_rank))
-            if bf16 or compile_net:
-                settings["runtime"] = runtime_of(bf16, compile_net)
-        else:
-            if method == "aloha" and patch_batch is not None:
-                settings["patch_batch"] = sampler.pop("patch_batch")
-            chosen = {**sampler, **low_rank, **runtime, "model": model}
-            given = [k for k, v in chosen.items() if v is not None]
-            if given:
-                samplers = " or ".join(SAMPLERS)
-                raise fail(f"--{given[0].replace('_', '-')} applies to --method {samplers}, not {method}")
+            config = sampler_config(SAMPLERS[method].config, changes)
+            method_settings.update(model=model, config=config)
+            if runtime is not None:
+                method_settings["runtime"] = runtime
+        elif changes or model is not None:
+            given = "--set" if changes else "--model"
+            raise fail(f"{given} applies to --method {' or '.join(SAMPLERS)}, not {method}")
         assert method in SAMPLERS or method in BASELINES
         from esdiff_cli.common import resolve_device
 
@@ -330,11 +224,11 @@ def command(
             "method": method,
             "seed": seed,
             "device": str(resolve_device(device)),
-            "settings": settings,
+            "settings": method_settings,
             "gt": gt,
             "overwrite": overwrite,
             "threads": torch.get_num_threads(),
-            "max_pixels": max_pixels,
+            "max_pixels": env_int("ESDIFF_MAX_PIXELS", MAX_PIXELS),
         }
         if method in SAMPLERS:  # a bad checkpoint fails before any image is touched
             from esdiff.methods import default_model

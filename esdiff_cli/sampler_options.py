@@ -1,82 +1,98 @@
-"""The sampler's expert options of `esdiff inpaint`: how --help shows their defaults, and the config
-that the options a user gave make of a sampler's own (one error line for a bad value)."""
+"""`--set KEY=VALUE`: the one way in for the samplers' settings (`inpaint`, `evaluate`, `ablate`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from esdiff.methods import SAMPLERS
 from esdiff_cli.common import fail
 
-EXPERT = "Sampler options (esdiff, ncsnpp)"
-"""The --help panel of the sampler's expert settings, shown after the everyday options."""
-
-
-def shown_default(name: str, low_rank: bool = False) -> str:
-    """A sampler setting's default as --help shows it, read from the samplers' configs (esdiff's value,
-    then any sampler whose own default differs)."""
-    values = {m: getattr(s.config.low_rank if low_rank else s.config, name) for m, s in SAMPLERS.items()}
-    first, *_ = values.values()
-
-    def text(value: object) -> str:
-        return ("adaptive" if name == "rank" else "none") if value is None else str(value)
-
-    others = [f"{m} {text(v)}" for m, v in values.items() if v != first]
-    return "; ".join([text(first), *others])
-
-
-def expert(name: str, help: str, *, low_rank: bool = False, **limits: Any) -> Any:
-    """A sampler option in the expert panel, its default shown from the samplers' configs."""
-    shown = shown_default(name, low_rank=low_rank)
-    return typer.Option(help=help, show_default=shown, rich_help_panel=EXPERT, **limits)
-
-
-PC_ONLY = (
-    "snr",
-    "predictor_noise",
-    "known_noise",
-    "corrector_samples",
-    "predictor",
-    "corrector_cap",
-    "state",
+SET_HELP = (
+    "Sampler setting KEY=VALUE: a SamplerConfig field (low_rank.mu for a nested one), VALUE as JSON "
+    "else a string; or @FILE.json, an object of such settings. Repeatable."
 )
-"""Sampler options that only the predictor and corrector steps read."""
+
+SET = Annotated[
+    list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP, show_default=False)
+]
+"""The option, as each command declares it."""
 
 
-def sampler_config(base: Any, sampler: dict[str, Any], low_rank: dict[str, Any]) -> Any:
-    """The sampler config ``base`` with the options the user gave; bad values are one error line."""
-    import dataclasses
-    from typing import get_args
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """The changes that ``--set`` items ask for, by dotted key (a later item wins); a malformed item or an
+    unreadable file is one error line."""
+    changes: dict[str, Any] = {}
+    for item in items or []:
+        if item.startswith("@"):
+            changes.update(_flat(_read_object(Path(item[1:]))))
+            continue
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--set {item!r}: expected KEY=VALUE (a SamplerConfig field) or @FILE.json")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        changes[key.strip()] = value
+    return changes
 
-    from esdiff.config import FusionMode, PredictorMode, SamplingMode, StartMode, StateMode, TilingMode
 
-    modes = {
-        "start": StartMode,
-        "fusion": FusionMode,
-        "tiling": TilingMode,
-        "state": StateMode,
-        "predictor": PredictorMode,
-        "sampling": SamplingMode,
-    }
-    for name, mode in modes.items():
-        allowed = get_args(mode)
-        if sampler[name] is not None and sampler[name] not in allowed:
-            raise fail(f"--{name} must be one of {', '.join(allowed)} (got {sampler[name]!r})")
-    from esdiff.sampler import STEP_LISTS
+def _read_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise fail(f"--set @{path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise fail(f"--set @{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise fail(f"--set @{path}: expected a JSON object of settings")
+    return data
 
-    if sampler["step_list"] is not None and sampler["step_list"] not in STEP_LISTS:
-        raise fail(f"--step-list must be one of {', '.join(STEP_LISTS)} (got {sampler['step_list']!r})")
-    steps = STEP_LISTS[sampler["step_list"] or base.step_list]
-    unused = [name for name in PC_ONLY if sampler[name] is not None]
-    if unused and not steps.runs_predictor_corrector:
-        names = ", ".join("--" + name.replace("_", "-") for name in unused)
-        raise fail(f"{names} act on a predictor-corrector list; add --step-list esdiff")
-    given = {k: v for k, v in low_rank.items() if v is not None}
-    if given.get("trend") == 0:
-        given["trend"] = None  # --trend 0: none
-    low_rank_cfg = dataclasses.replace(base.low_rank, **given)
-    return dataclasses.replace(
-        base, low_rank=low_rank_cfg, **{k: v for k, v in sampler.items() if v is not None}
-    )
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects as dotted keys: ``{"low_rank": {"mu": 2}}`` -> ``{"low_rank.mu": 2}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def sampler_config(base: Any, changes: dict[str, Any], what: str = "--set") -> Any:
+    """The sampler config ``base`` with ``changes``, checked once (``config.sampler_config_problems``):
+    an unknown key or a bad value is one error line (exit 2)."""
+    from esdiff.config import sampler_config_problems, with_changes
+
+    try:
+        cfg = with_changes(base, changes)
+    except (ValueError, TypeError) as exc:
+        raise fail(f"{what}: {exc}") from None
+    problems = sampler_config_problems(cfg)
+    if problems:
+        raise fail(f"{what}: {'; '.join(problems)}")
+    return cfg
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: set to anything but empty, 0, false or no."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive integer from the environment (``default`` when unset); anything else is one error line."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise fail(f"{name} must be a positive integer (got {text!r})")
+    return value

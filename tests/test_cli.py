@@ -98,9 +98,9 @@ def test_mask_command_writes_a_loadable_mask(tmp_path: Path) -> None:
         ["inpaint", "{photo}", "--mask", "{all_missing}", "--method", "aloha"],
         ["inpaint", "{photo}", "--mask", "unknown:1", "--method", "aloha"],
         ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "nope"],
-        ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "aloha", "--steps", "5"],
+        ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "aloha", "--set", "steps=5"],
         ["inpaint", "{photo}", "--mask", "random:0.5", "--method", "esdiff", "--model", "{text}"],
-        ["inpaint", "{photo}", "--mask", "random:0.5", "--shifts", "5"],
+        ["inpaint", "{photo}", "--mask", "random:0.5", "--set", "shifts=5"],
         ["inpaint", "{photo}", "--mask", "random:0.5", "--invert-mask", "--method", "biharmonic"],
     ],
 )
@@ -274,11 +274,20 @@ def test_unreadable_inputs_say_what_is_wrong(
     assert message in line and "OSError" not in line and "DecompressionBomb" not in line, line
 
 
-def test_max_pixels_lowers_and_raises_the_limit(tmp_path: Path, photo: Path) -> None:
+def test_max_pixels_lowers_and_raises_the_limit(
+    tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     args = ["inpaint", str(photo), "--mask", "random:0.5", "--method", "biharmonic", "-o", "o.png"]
-    line = one_line_error(esdiff(*args, "--max-pixels", "4095", cwd=tmp_path))
-    assert "too large: 64x64 = 4,096 pixels, over the limit of 4,095 (--max-pixels raises it)" in line
-    assert esdiff(*args, "--max-pixels", "4096", cwd=tmp_path).returncode == 0
+    monkeypatch.setenv("ESDIFF_MAX_PIXELS", "4095")
+    line = one_line_error(esdiff(*args, cwd=tmp_path))
+    want = "64x64 = 4,096 pixels, over the limit of 4,095 (--max-pixels or ESDIFF_MAX_PIXELS raises it)"
+    assert want in line, line
+    monkeypatch.setenv("ESDIFF_MAX_PIXELS", "4096")
+    assert esdiff(*args, cwd=tmp_path).returncode == 0
+    monkeypatch.setenv("ESDIFF_MAX_PIXELS", "lots")
+    assert "ESDIFF_MAX_PIXELS must be a positive integer" in one_line_error(
+        esdiff(*args, "--overwrite", cwd=tmp_path)
+    )
 
 
 def test_mask_size_guard(tmp_path: Path) -> None:

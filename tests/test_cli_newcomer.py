@@ -86,7 +86,7 @@ def test_inpaint_writes_progress_lines_with_an_eta_to_a_log_file(
     """stderr in a file (nohup, a batch job): plain lines, at least two with an ETA, none wrapped."""
     write_image(tmp_path / "photo.png", astronaut[:64, :96])
     log = tmp_path / "log.txt"
-    args = ["inpaint", "photo.png", "--mask", "random:0.5", "--steps", "3", "--threads", "1"]
+    args = ["inpaint", "photo.png", "--mask", "random:0.5", "--set", "steps=3", "--threads", "1"]
     with open(log, "wb") as err:
         done = subprocess.run(
             [sys.executable, "-c", "from esdiff_cli.app import main; main()", *args],
@@ -176,7 +176,7 @@ def test_inpaint_warns_once_on_a_model_stopped_early(
         train_config=TrainConfig(steps=3000),
     )
     write_image(tmp_path / "photo.png", astronaut[:64, :64])
-    args = ["inpaint", "photo.png", "--mask", "random:0.3", "--steps", "1", "--threads", "1", "-q"]
+    args = ["inpaint", "photo.png", "--mask", "random:0.3", "--set", "steps=1", "--threads", "1", "-q"]
     result = main_here(*args, "--model", str(early), cwd=tmp_path)
     err = result.stderr.decode()
     assert result.returncode == 0, err

@@ -278,3 +278,68 @@ def test_image_batch_runs_a_samplers_jobs_together(tmp_path: Path, folder: Path,
     stamp = done.stat().st_mtime_ns
     assert runner.invoke(app, [*args, "--out", str(tmp_path / "two"), "--image-batch", "2"]).exit_code == 0
     assert done.stat().st_mtime_ns == stamp
+
+
+def test_ablate_lists_each_variant_with_what_it_changes() -> None:
+    result = runner.invoke(app, ["ablate", "--list"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert 10 <= len(lines) <= 20
+    names = [line.split()[0] for line in lines]
+    assert names[0] == "esdiff" and {"no-prior", "no-trend", "patches", "paper", "paper-ncsnpp"} <= set(names)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # a description on each
+
+
+def test_ablations_are_changes_of_the_defaults_or_the_paper() -> None:
+    import dataclasses
+
+    from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
+    from esdiff.methods import ablations
+
+    variants = ablations()
+    assert variants["esdiff"].config == DEFAULT_SAMPLER and variants["paper"].config == SamplerConfig()
+    assert variants["no-trend"].config == dataclasses.replace(
+        DEFAULT_SAMPLER, low_rank=dataclasses.replace(DEFAULT_SAMPLER.low_rank, trend=None)
+    )
+    assert variants["paper-lowrank"].model == "ncsnpp" and variants["paper-lowrank"].config == SamplerConfig()
+
+
+def test_ablate_and_evaluate_take_set_and_save_the_table(
+    tmp_path: Path, folder: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--set changes every variant (checked once: a bad value is one line); --save hands the table to
+    ``results_table.save_table``."""
+    import esdiff_cli.ablate
+
+    saved: list[tuple] = []
+
+    class Saver:
+        @staticmethod
+        def save_table(name: str, title: str, columns: list, rows: list, **kwargs: object) -> Path:
+            saved.append((name, columns, rows))
+            return tmp_path / f"{name}.json"
+
+    monkeypatch.setattr(esdiff_cli.ablate, "results_table", lambda: Saver)
+    args = ["ablate", "--benchmark", f"folder:{folder}", "--limit", "1", "--masks", "random:0.5", "-q"]
+    args += ["--model", str(tiny_model), "--variant", "esdiff,no-prior", "--out", str(tmp_path / "a")]
+    cheap = ["--set", "steps=2", "--set", "low_rank.rank=8", "--set", "low_rank.lmafit_max_iter=20"]
+    result = runner.invoke(app, [*args, *cheap, "--save"])
+    assert result.exit_code == 0, result.output
+    (name, columns, rows), *_ = saved
+    assert name == "ablate" and columns[:2] == ["variant", "what it changes"]
+    assert [row[0] for row in rows] == ["esdiff", "no-prior"] and all(row[2] > 0 for row in rows)
+    records = json.loads((tmp_path / "a" / "per_image.json").read_text())
+    assert all("steps=2" in r["settings"]["config"] for r in records)
+    bad = runner.invoke(app, [*args, "--set", "steps=0"])
+    assert bad.exit_code == 2 and "--set (esdiff): steps must be a positive integer (got 0)" in bad.output
+    evaluate_args = ["evaluate", "--benchmark", f"folder:{folder}", "--limit", "1", "--masks", "random:0.5"]
+    evaluate_args += ["--methods", "esdiff", "--model", str(tiny_model), "-q", "--out", str(tmp_path / "e")]
+    result = runner.invoke(app, [*evaluate_args, *cheap, "--full-size"])
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "e" / "per_image.json").read_text())
+    assert "steps=2" in records[0]["settings"]["config"]
+    bad = runner.invoke(app, [*evaluate_args, "--set", "shifts=9"])
+    assert bad.exit_code == 2 and "--set (esdiff): shifts must be 1 to 4 (got 9)" in bad.output
+    only_baselines = [a if a != "esdiff" else "biharmonic" for a in evaluate_args]
+    bad = runner.invoke(app, [*only_baselines, "--set", "steps=3"])
+    assert bad.exit_code == 2 and "--set applies to --methods esdiff or ncsnpp" in bad.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -16,7 +17,17 @@ import torch
 from esdiff.io import encode_png, read_image, write_image
 from esdiff.masks import load_mask, save_mask
 
-CHEAP = ["--steps", "2", "--rank", "8", "--lmafit-max-iter", "20", "--device", "cpu", "-q"]
+CHEAP = [
+    "--set",
+    "steps=2",
+    "--set",
+    "low_rank.rank=8",
+    "--set",
+    "low_rank.lmafit_max_iter=20",
+    "--device",
+    "cpu",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +187,11 @@ def error_line(result: Any) -> str:
     return errors[0]
 
 
-def test_sampler_options_reach_the_library(
+def test_sampler_settings_reach_the_library(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each option lands in the settings handed to ``run_method``; unset ones keep the method's defaults."""
+    """Each ``--set`` lands in the config handed to ``run_method``; unset ones keep the method's defaults;
+    a bad key or value is one error line before any method runs."""
     from esdiff.config import DEFAULT_SAMPLER, NCSNPP_SAMPLER
 
     calls: list[tuple[str, Any]] = []
@@ -194,15 +206,17 @@ def test_sampler_options_reach_the_library(
     assert cli(*base, "--model", str(tiny_model)).exit_code == 0
     assert calls[-1][0] == "esdiff"
     assert calls[-1][1].settings == {"model": tiny_model, "config": DEFAULT_SAMPLER}
-    sampler = ["--steps", "7", "--start", "noise", "--t-start", "0.8", "--snr", "0.1", "--predictor-noise"]
-    sampler += ["--corrector-samples", "2", "--fusion", "mean", "--tiling", "tile", "--state", "mpt"]
-    sampler += ["--shifts", "2", "--patch-batch", "9", "--mu", "3", "--rank", "12", "--lmafit-tol", "0.001"]
-    sampler += ["--lmafit-max-iter", "77", "--predictor", "ddim", "--corrector-cap", "0.2", "--known-noise"]
-    sampler += ["--step-list", "esdiff", "--t-end", "0.1", "--trend", "4"]
-    result = cli(*base, "--model", str(tiny_model), *sampler, "--seed", "4", "--device", "cpu")
+    pairs = ["steps=7", "start=noise", "t_start=0.8", "t_end=0.1", "step_list=esdiff", "snr=0.1"]
+    pairs += ["predictor_noise=true", "corrector_samples=2", "predictor=ddim", "corrector_cap=0.2"]
+    pairs += ["fusion=mean", "tiling=tile", "sampling=patches", "state=mpt", "shifts=2", "patch_batch=9"]
+    pairs += ["low_rank.mu=3", "low_rank.rank=12", "low_rank.lmafit_tol=0.001", "deep_holes=[0.2, 0.3]"]
+    options_file = tmp_path / "more.json"
+    options_file.write_text(json.dumps({"low_rank": {"lmafit_max_iter": 77, "trend": 4}}))
+    sets = [a for pair in pairs for a in ("--set", pair)] + ["--set", f"@{options_file}"]
+    result = cli(*base, "--model", str(tiny_model), *sets, "--seed", "4", "--device", "cpu")
     assert result.exit_code == 0, result.output
     low_rank = dataclasses.replace(
-        DEFAULT_SAMPLER.low_rank, mu=3.0, rank=12, lmafit_tol=0.001, lmafit_max_iter=77, trend=4.0
+        DEFAULT_SAMPLER.low_rank, mu=3, rank=12, lmafit_tol=0.001, lmafit_max_iter=77, trend=4
     )
     want = dataclasses.replace(
         DEFAULT_SAMPLER,
@@ -213,52 +227,70 @@ def test_sampler_options_reach_the_library(
         step_list="esdiff",
         snr=0.1,
         predictor_noise=True,
-        known_noise=True,
         corrector_samples=2,
         predictor="ddim",
         corrector_cap=0.2,
         fusion="mean",
         tiling="tile",
+        sampling="patches",
         state="mpt",
         shifts=2,
         patch_batch=9,
+        deep_holes=(0.2, 0.3),
         low_rank=low_rank,
     )
     name, options = calls[-1]
     assert options.settings == {"model": tiny_model, "config": want}
     assert (options.seed, options.device) == (4, "cpu")
-    assert cli(*base, "--trend", "0").exit_code == 0  # 0: no trend
+    assert cli(*base, "--set", "low_rank.trend=null").exit_code == 0  # null: no trend
     assert calls[-1][1].settings["config"].low_rank == dataclasses.replace(
         DEFAULT_SAMPLER.low_rank, trend=None
     )
-    assert cli(*base, "--method", "ncsnpp", "--steps", "9").exit_code == 0
+    assert cli(*base, "--method", "ncsnpp", "--set", "steps=9").exit_code == 0
     assert calls[-1][0] == "ncsnpp"
     assert calls[-1][1].settings == {"model": None, "config": dataclasses.replace(NCSNPP_SAMPLER, steps=9)}
-    assert cli(*base, "--method", "aloha", "--patch-batch", "5").exit_code == 0
-    assert calls[-1][0] == "aloha" and calls[-1][1].settings == {"patch_batch": 5}
     assert cli(*base, "--method", "biharmonic").exit_code == 0
     assert calls[-1][1].settings == {}
-    assert "--rank applies to --method esdiff or ncsnpp" in error_line(
-        cli(*base, "--method", "aloha", "--rank", "3")
-    )
-    assert "--state must be one of rgb, mpt" in error_line(cli(*base, "--state", "hex"))
-    assert "--method must be one of esdiff, ncsnpp, aloha" in error_line(cli(*base, "--method", "magic"))
-    assert "--step-list must be one of esdiff, no-lowrank" in error_line(cli(*base, "--step-list", "pc"))
-    unused = error_line(cli(*base, "--predictor", "ddim", "--snr", "0.1"))  # the default list has neither
-    assert "--snr, --predictor act on a predictor-corrector list; add --step-list esdiff" in unused
-    assert len(calls) == 6  # the refused ones reach no method
+    assert len(calls) == 5
+    refusals = [
+        (["--method", "aloha", "--set", "low_rank.rank=3"], "--set applies to --method esdiff or ncsnpp"),
+        (["--set", "state=hex"], "--set: state must be one of rgb, mpt (got 'hex')"),
+        (["--set", "steps=many"], "--set: steps must be a positive integer (got 'many')"),
+        (["--set", "step_list=pc"], "--set: step_list must be one of esdiff, no-lowrank, no-prior, pnp-near"),
+        (["--set", "shifts=5"], "--set: shifts must be 1 to 4 (got 5)"),
+        (["--set", "nope=1"], "--set: unknown setting 'nope'"),
+        (["--set", "low_rank=1"], "--set: low_rank holds settings: give them as low_rank.NAME=VALUE"),
+        (["--set", "steps"], "--set 'steps': expected KEY=VALUE"),
+        (["--set", f"@{tmp_path / 'none.json'}"], "--set @"),
+        (["--method", "magic"], "--method must be one of esdiff, ncsnpp, aloha"),
+        (  # the default list has neither
+            ["--set", "predictor=ddim", "--set", "snr=0.1"],
+            "--set: predictor, snr act only on a predictor-corrector step list (esdiff or no-lowrank), not "
+            "pnp-near",
+        ),
+    ]
+    for args, message in refusals:
+        assert message in error_line(cli(*base, *args)), args
+    assert len(calls) == 5  # the refused ones reach no method
     from esdiff.prior import Runtime
 
-    assert cli(*base, "--bf16", "--compile").exit_code == 0
+    monkeypatch.setenv("ESDIFF_BF16", "1")
+    monkeypatch.setenv("ESDIFF_COMPILE", "1")
+    assert cli(*base).exit_code == 0
     assert calls[-1][1].settings["runtime"] == Runtime(bf16=True, compile=True)
-    assert cli(*base, "--method", "ncsnpp", "--bf16").exit_code == 0
+    monkeypatch.setenv("ESDIFF_COMPILE", "0")
+    assert cli(*base, "--method", "ncsnpp").exit_code == 0
     assert calls[-1][1].settings["runtime"] == Runtime(bf16=True)
-    assert "--bf16 applies to --method esdiff or ncsnpp" in error_line(
-        cli(*base, "--method", "biharmonic", "--bf16")
-    )
-    assert "--compile applies to --method esdiff or ncsnpp" in error_line(
-        cli(*base, "--method", "aloha", "--compile")
-    )
+    assert cli(*base, "--method", "biharmonic").exit_code == 0  # the network runtime is the samplers' only
+    assert calls[-1][1].settings == {}
+
+
+def test_inpaint_help_lists_at_most_fourteen_options() -> None:
+    """One slot of the issue's fifteen stays free; sampler internals come in through --set."""
+    from esdiff_cli.inpaint import command
+
+    params = [p for p in inspect.signature(command).parameters if p != "source"]
+    assert len(params) <= 14 and "settings" in params, params
 
 
 def test_shipped_model_beats_biharmonic_on_a_photo(tmp_path: Path) -> None:
@@ -369,7 +401,7 @@ def test_shipped_model_fills_a_solid_box_with_the_pnp_noise(tmp_path: Path) -> N
     pixels = transform.resize(data.coffee(), (256, 256), anti_aliasing=True)
     write_image(src, pixels.astype(np.float32))
     psnr = {}
-    runs = {"esdiff": [], "no-noise": ["--pnp-noise", "0"], "biharmonic": ["--method", "biharmonic"]}
+    runs = {"esdiff": [], "no-noise": ["--set", "pnp_noise=0"], "biharmonic": ["--method", "biharmonic"]}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.png"
         args = ["--mask", "box:60,160,16,16", *extra, "--gt", str(src), "-o", str(out)]
@@ -384,9 +416,9 @@ def test_solid_boxes_on_the_readme_sample_beat_biharmonic(tmp_path: Path) -> Non
     """Issue: solid holes filled at least as well as biharmonic inside the hole, on the README's sample
     (``examples/sample.py``: scikit-image's astronaut at 256 x 256) with ``box:100,60,S,S``. Measured
     (torch 2.13, CPU), hole PSNR 16 / 32 / 64 px: 20.38 / 16.50 / 14.104 dB, biharmonic 20.31 / 15.68 /
-    14.092; without the low-rank trend (``--trend 0``) 20.22 / 16.36 / 14.12, the 16 px hole grey (red
-    6.9 grey levels short, 2.3 with the trend). The floor: at least biharmonic's on every box, and the
-    16 px box 0.1 dB above the same sampler without the trend."""
+    14.092; without the low-rank trend (``--set low_rank.trend=null``) 20.22 / 16.36 / 14.12, the 16 px
+    hole grey (red 6.9 grey levels short, 2.3 with the trend). The floor: at least biharmonic's on every
+    box, and the 16 px box 0.1 dB above the same sampler without the trend."""
     from skimage import data, transform
 
     src = tmp_path / "astronaut.png"
@@ -394,7 +426,7 @@ def test_solid_boxes_on_the_readme_sample_beat_biharmonic(tmp_path: Path) -> Non
     runs = {"esdiff": [], "biharmonic": ["--method", "biharmonic"]}
     for size in (16, 32, 64):
         if size == 16:
-            runs["no-trend"] = ["--trend", "0"]
+            runs["no-trend"] = ["--set", "low_rank.trend=null"]
         psnr = {}
         for name, extra in runs.items():
             args = [

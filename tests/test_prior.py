@@ -14,10 +14,9 @@ from torch import Tensor, nn
 
 from esdiff.config import NETWORK_PRESETS, RECIPES, ModelConfig, MPTConfig, PrecondConfig, TrainConfig
 from esdiff.prior import NCSNPP_MODEL, Prior, denoise_image, edm_scalings
-from esdiff.sampler import Encoding
 from esdiff.sde import VESDE
 from esdiff.training import ema_update, new_model, train_step, training_loss
-from esdiff.transforms import virtual_mask
+from esdiff.transforms import Encoding, virtual_mask
 
 C, S0 = 0.4, 0.1
 """Gaussian data: every pixel of every channel ~ N(C, S0^2), independent."""
@@ -75,9 +74,10 @@ def test_score_sde_prior_returns_the_network_output_unchanged() -> None:
 
 def test_shipped_ncsnpp_model_samples_exactly_as_before() -> None:
     """Golden output of the shipped score-sde NCSN++ model (4 steps on a 64x64 astronaut, random 50 %),
-    recorded with the code before parametrisations existed; regenerate only on purpose. Exact bits
-    depend on the CPU's convolution kernels (another machine differs by up to 2.5e-4 on 0.3 % of the
-    pixels), so the comparison allows 1e-3; a wrong parametrisation or schedule moves pixels far more."""
+    regenerated when the noise seeds became hashes of (seed, level, tile); regenerate only on purpose.
+    Exact bits depend on the CPU's convolution kernels (another machine differs by up to 2.5e-4 on 0.3 %
+    of the pixels), so the comparison allows 1e-3; a wrong parametrisation or schedule moves pixels far
+    more."""
     from skimage import data
     from skimage.transform import resize
 

@@ -302,7 +302,7 @@ def test_validation_psnr_rises_with_a_better_denoiser(images: list[np.ndarray]) 
 
     val = ValidationSet.from_images(images, crops=8)
     identity = Prior(lambda x, s: torch.zeros_like(x), ModelConfig().precond)  # type: ignore[arg-type]
-    from esdiff.sampler import Encoding
+    from esdiff.transforms import Encoding
 
     psnr = val.psnr(identity, Encoding(None))
     assert psnr[25] == pytest.approx(-10 * np.log10((25 / 255) ** 2), abs=0.6)

@@ -8,8 +8,8 @@ levels, each a stride-2 3x3 conv and a 3x3 conv down, bilinear x2 upsampling, co
 skip branch, BatchNorm, a 3x3 and a 1x1 conv up; LeakyReLU(0.2), reflection padding, sigmoid output.
 The image is padded (as unknown pixels) to a multiple of ``2^levels`` and the output cropped back.
 
-Default settings (``DEFAULTS``): ``iterations=1000`` (the paper runs thousands; measured on a shared
-2-core CPU, 256x256 costs about 5 s an iteration with one torch thread, so this is a GPU setting),
+Default settings (``DEFAULTS``): ``iterations=1000`` (the paper runs thousands; an iteration on a
+256x256 image is slow on a CPU, so this is a GPU setting),
 ``lr=0.01``, ``input_channels=32``, ``input_scale=0.1`` (``z ~ U[0, 0.1)``), ``reg_noise_std=1/30``
 (fresh Gaussian noise added to ``z`` each iteration), ``levels=5``, ``channels=128`` (down and up),
 ``skip_channels=4``. Outputs are reproducible for a given seed, device and torch thread count.

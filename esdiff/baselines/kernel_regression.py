@@ -9,7 +9,7 @@ The weighted normal equations of all pixels are accumulated offset by offset and
 The steering variant (their Section IV, Eq. 38-41) then refits ``steering_iterations`` times with a
 kernel ``sqrt(det C_i) exp(-d^T C_i d / 2 h^2)`` per known sample ``i`` that follows the local edges,
 ``C_i`` coming from the gradients ``b1, b2`` of the previous fit (on a 0-255 intensity scale, as in
-the paper). It measured better than the classic fit at 80 % and 50 % missing (README), so it is on by
+the paper). It measured better than the classic fit on random masks (docs/results.md), so it is on by
 default (``steering_iterations=0`` gives the classic method).
 
 Default settings (``DEFAULTS``): ``order=2``; ``h=None`` (classic bandwidth in pixels; None picks
