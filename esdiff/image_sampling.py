@@ -30,9 +30,12 @@ from esdiff.sampler import (
     State,
     Step,
     StepList,
+    data_consistency,
+    denoise_near_known,
     hole_fill,
     hole_trend,
     low_rank,
+    near_known_weight,
     patch_generators,
     start_state,
 )
@@ -213,10 +216,11 @@ def _low_rank_pass(x: Tensor, lr: _LowRankGrid, base: Context, y_patches: Tensor
 
 
 def _tile_pass(x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, seed: int, i: int) -> Tensor:
-    """``steps`` on the tiles of ``tiles`` that hold a missing pixel, batched; the rest stay as they are."""
+    """``steps`` on the tiles of ``tiles`` that hold a missing pixel they can change (``_changes``),
+    batched; the rest stay as they are."""
     known = tiles.cut(base.op.mask, _zero_fill)  # the margins are unknown
     inside = tiles.cut(torch.ones_like(base.op.mask), _zero_fill)
-    active = torch.nonzero((inside & ~known).flatten(1).any(1))[:, 0]
+    active = torch.nonzero(_changes(steps, inside & ~known, known).flatten(1).any(1))[:, 0]
     x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
     for lo in range(0, len(active), base.cfg.patch_batch):
         part = active[lo : lo + base.cfg.patch_batch]
@@ -227,3 +231,12 @@ def _tile_pass(x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, se
             state = step(state, ctx)
         x_tiles[part] = state.x.to(x_tiles.dtype)
     return tiles.stitch(x_tiles)
+
+
+def _changes(steps: Sequence[Step], missing: Tensor, known: Tensor) -> Tensor:
+    """The missing pixels of tiles that ``steps`` can change: all of them, or with ``pnp-near``'s steps
+    only those its denoised estimate reaches (``near_known_weight`` above 0), so a tile deep inside a
+    hole skips the network and stays as it is."""
+    if denoise_near_known in steps and all(step in (denoise_near_known, data_consistency) for step in steps):
+        return missing & (near_known_weight(known) > 0)
+    return missing
