@@ -13,7 +13,10 @@ with its own venv (``python -m venv``, ``pip install torch==2.13.0``, ``pip inst
 first run and reused afterwards. Nothing else is kept between runs: every case of either code runs
 afresh.
 
-    .venv/bin/python benchmarks/speed.py --cases 256-random,256-caption --load "idle"
+With ``--repeat N`` each code runs N times per case, in turn (old new, new old, ...), and the table takes
+the median seconds: on a shared machine a change in load then hits both codes alike.
+
+    .venv/bin/python benchmarks/speed.py --cases 256-random,256-caption --repeat 2 --load "idle"
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-baseline", action="store_true", help="run the current code only")
     p.add_argument("--skip-classical", action="store_true", help="no FSR and biharmonic runs")
     p.add_argument("--threads", type=int, default=2, help="esdiff inpaint --threads")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs of each code per case, in turn (old new, new old, ...)"
+    )
     p.add_argument("--load", default="idle", help="what else the machine was doing (stamped on the table)")
     p.add_argument("--no-save", action="store_true", help="print only; docs/results/speed.json unchanged")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "speed", help="inputs, outputs, baseline")
@@ -132,6 +138,20 @@ def run_esdiff(exe: Path, image: Path, case: Case, threads: int, out_dir: Path) 
         return {"error": lines[-1]}
     metrics = json.loads(stdout)["metrics"]
     return {**figures, "psnr": metrics["psnr"], "psnr_missing": metrics["psnr_missing"]}
+
+
+def median_run(runs: list[dict]) -> dict | None:
+    """The median seconds and CPU seconds of ``runs``, their largest peak, and the first run's PSNR
+    (the same in every run); the first error if any failed; None if there were none."""
+    import statistics
+
+    if not runs:
+        return None
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    median = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "cpu_seconds")}
+    return {**runs[0], **median, "peak_mib": max(r["peak_mib"] for r in runs)}
 
 
 def run_classical(method: str, image: Path, case: Case) -> dict[str, float | str]:
@@ -255,8 +275,14 @@ def main(argv: list[str] | None = None) -> None:
         case = CASES[name]
         image = make_input(args.work, name, case)
         results: dict[str, dict | None] = {}
-        for label, exe in (("old", old_exe), ("new", new_exe)):
-            results[label] = None if exe is None else run_esdiff(exe, image, case, args.threads, out_dir)
+        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        for r in range(args.repeat):  # in turn, so a change in the machine's load hits both codes
+            order = [("old", old_exe), ("new", new_exe)]
+            for label, exe in order if r % 2 == 0 else order[::-1]:
+                if exe is not None:
+                    runs[label].append(run_esdiff(exe, image, case, args.threads, out_dir))
+        for label in ("old", "new"):
+            results[label] = median_run(runs[label])
         for method in ("fsr", "biharmonic"):
             results[method] = None if args.skip_classical else run_classical(method, image, case)
         for label, result in results.items():
@@ -271,8 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         baseline = "none" if args.skip_baseline else args.baseline_rev
         notes = (
             f"old: esdiff at {baseline}; new: this commit; each case one `esdiff inpaint --threads "
-            f"{args.threads} --gt --json` process (seconds, CPU seconds and peak memory of the whole "
-            "process, model loading included); FSR (OpenCV FSR_FAST) and biharmonic timed around the call, "
+            f"{args.threads} --gt --json` process per run, {args.repeat} run(s) of each code in turn, the "
+            "median seconds and CPU seconds and the largest peak memory of the whole process (model loading "
+            "included); FSR (OpenCV FSR_FAST) and biharmonic timed around the call, "
             "one thread"
         )
         title = "Speed: esdiff inpaint, the current code against an earlier release, and classical tools"
