@@ -29,6 +29,8 @@ from esdiff.sampler import (
     State,
     Step,
     StepList,
+    data_consistency,
+    denoise_near_known,
     image_start,
     low_rank,
     near_known_weight,
@@ -243,13 +245,14 @@ def _low_rank_pass(x: Tensor, lr: _LowRankGrid, base: Context, y_patches: Tensor
 def _tile_pass(
     x: Tensor, tiles: Tiles, steps: Sequence[Step], base: Context, seed: int, i: int, near: Tensor
 ) -> Tensor:
-    """``steps`` on the tiles of ``tiles`` that hold a missing pixel, batched; the rest stay as they are.
+    """``steps`` on the tiles of ``tiles`` that hold a missing pixel, batched
+    (``_changes``); the rest stay as they are.
     ``near`` is the whole image's ``near_known_weight`` ``[1, H, W]``, cut per tile: a tile's own mask,
     its margins unknown, would make every tile edge a rim."""
     known = tiles.cut(base.op.mask, _zero_fill)  # the margins are unknown
     near_tiles = tiles.cut(near, _zero_fill)
     inside = tiles.cut(torch.ones_like(base.op.mask), _zero_fill)
-    active = torch.nonzero((inside & ~known).flatten(1).any(1))[:, 0]
+    active = torch.nonzero(_changes(steps, inside & ~known, near_tiles).flatten(1).any(1))[:, 0]
     x_tiles, y_tiles = tiles.cut(x), tiles.cut(base.y, _zero_fill)
     for lo in range(0, len(active), base.cfg.patch_batch):
         part = active[lo : lo + base.cfg.patch_batch]
@@ -260,3 +263,12 @@ def _tile_pass(
             state = step(state, ctx)
         x_tiles[part] = state.x.to(x_tiles.dtype)
     return tiles.stitch(x_tiles)
+
+
+def _changes(steps: Sequence[Step], missing: Tensor, near: Tensor) -> Tensor:
+    """The missing pixels of tiles that ``steps`` can change: all of them, or with ``pnp-near``'s steps
+    only those its denoised estimate reaches (``near``, the tiles of the whole image's
+    ``near_known_weight``, above 0), so a tile deep inside a hole skips the network and stays as it is."""
+    if denoise_near_known in steps and all(step in (denoise_near_known, data_consistency) for step in steps):
+        return missing & (near > 0)
+    return missing

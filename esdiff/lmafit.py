@@ -68,7 +68,9 @@ class _Work:
     cap: Tensor  # the largest rank this patch may reach
 
     def take(self, keep: Tensor) -> _Work:
-        return _Work(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+        """The patches where ``keep``; the scratch storage is new, not copied (it holds nothing live)."""
+        kept = {f: getattr(self, f)[keep] for f in self.__dataclass_fields__ if f not in ("Rb", "XY")}
+        return _Work(**kept, Rb=torch.empty_like(kept["R"]), XY=torch.empty_like(kept["R"]))
 
 
 def _col_mask(rank: Tensor, width: int, dtype: torch.dtype) -> Tensor:
@@ -206,7 +208,8 @@ def lmafit(
         )
         back = bad[:, None, None]  # back to the last accepted iterate and its rank
         X, Y = torch.where(back, w.X, X), torch.where(back, w.Y, Y)
-        Rn, resn = torch.where(back, w.R, Rn, out=Rn), torch.where(bad, w.res, resn)
+        if sync_every > 1 or bool(bad.any()):  # a look at the device costs nothing when it looks anyway
+            Rn, resn = torch.where(back, w.R, Rn, out=Rn), torch.where(bad, w.res, resn)
         w.rank = torch.where(bad, rank_now, w.rank)
         w.X, w.Y, w.R, w.Rb, w.res = X, Y, Rn, w.R, resn
         rel = w.res / w.nrm
