@@ -273,7 +273,7 @@ def main() -> None:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
-        print("| " + " | ".join(f"{c:.2f}" if isinstance(c, float) else str(c) for c in row) + " |")
+        print("| " + " | ".join(f"{c:.2f}" if isinstance(c, float) else str(c or "") for c in row) + " |")
     if not args.no_save:
         notes = (
             f"Training photos: {', '.join(f.name for f in train_files)}; test photos: the next "
