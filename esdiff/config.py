@@ -239,7 +239,7 @@ class SamplerConfig:
     fsr_start: int = 0
     """Whole-image sampling: with ``r > 0`` the start's missing pixels ``r`` or more pixels (Chebyshev) from
     every known one take OpenCV's FSR fill (``esdiff.baselines.opencv``, the ``opencv`` extra) in place of
-    the low-rank start, where the completion is weakest; 0: off (an experiment, docs/results.md)."""
+    the low-rank start, where the completion is weakest; 0: off (an experiment, not a default)."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
 
 
