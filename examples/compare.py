@@ -1,4 +1,4 @@
-"""A comparison picture: input, biharmonic, ALOHA, esdiff and the truth side by side, with PSNR.
+"""A comparison picture: the input, other methods, esdiff and the truth side by side, with PSNR.
 
     python examples/compare.py --mask caption -o docs/compare_caption.png
     python examples/compare.py photo.png --mask strokes:thick --seed 3 -o strokes.png
@@ -22,7 +22,7 @@ from esdiff.masks import resolve_mask
 from esdiff.methods import MethodOptions, run_method
 from esdiff.metrics import psnr
 
-METHODS = ("biharmonic", "aloha", "esdiff")
+METHODS = ("fsr", "biharmonic", "aloha", "esdiff")
 LABEL_HEIGHT = 30
 
 
@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--mask", default="caption", help="mask spec (esdiff mask --help)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask and the samplers")
     parser.add_argument("-o", "--out", type=Path, default=Path("compare.png"))
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated methods (esdiff inpaint --method)"
+    )
     args = parser.parse_args()
     if args.photo is None:
         truth = np.asarray(resize(data.astronaut(), (256, 256), anti_aliasing=True), np.float64)
@@ -52,7 +55,7 @@ def main() -> None:
     observed = np.where(known[..., None], truth, 0.0)
     share = 100 * (~known).mean()
     tiles = [panel(observed, f"input ({args.mask})\n{share:.{0 if share >= 10 else 1}f} % missing")]
-    for name in METHODS:
+    for name in args.methods.split(","):
         out = run_method(name, truth, known, MethodOptions(seed=args.seed))
         whole, holes = psnr(out, truth), psnr(out, truth, ~known)
         tiles.append(panel(out, f"{name}\n{whole:.2f} dB ({holes:.2f} in holes)"))
