@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,6 +111,7 @@ def command(
                 rows,
                 model=model,
                 digits=4,
+                command=" ".join(shlex.quote(a) for a in ["esdiff", *sys.argv[1:]]),
             )
             info(f"wrote {path}")
 
