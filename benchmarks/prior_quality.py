@@ -101,9 +101,7 @@ def main() -> None:
     parser.add_argument("--models", default="builtin", help="comma-separated: builtin or checkpoint paths")
     parser.add_argument("--no-cbm3d", action="store_true", help="skip CBM3D")
     parser.add_argument("--no-inpaint", action="store_true", help="skip the prior-alone inpainting")
-    parser.add_argument(
-        "--steps", type=int, default=200, help="sampler steps of the prior-alone inpainting (200: README)"
-    )
+    parser.add_argument("--steps", type=int, default=200, help="sampler steps of the prior-alone inpainting")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_quality.json"))
     args = parser.parse_args()

@@ -89,7 +89,8 @@ class Prior(nn.Module):
 @dataclass(frozen=True)
 class Runtime:
     """How the network runs, not what it computes: on a GPU both options buy speed for a little
-    rounding (`esdiff inpaint --bf16 --compile`; `benchmarks/gpu_check.sh` measures them)."""
+    rounding (`ESDIFF_BF16=1`, `ESDIFF_COMPILE=1` for `esdiff inpaint`; `esdiff evaluate --bf16 --compile`;
+    `benchmarks/gpu_check.sh` measures them)."""
 
     bf16: bool = False
     """Run the network under bfloat16 autocast (convolutions and attention in bf16, the rest float32)."""

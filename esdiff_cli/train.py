@@ -99,7 +99,7 @@ def command(
     recipe: Annotated[
         Recipe | None,
         typer.Option(
-            help="Training recipe: parametrisation and noise levels (score-sde is SPEC 2's; see README).",
+            help="Training recipe: parametrisation and noise levels (score-sde: SPEC 2's; docs/method.md).",
             show_default=DEFAULT_RECIPE_NAME,
         ),
     ] = None,
