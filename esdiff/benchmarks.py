@@ -94,14 +94,26 @@ def benchmark_files(name: str, data: Path | None = None) -> list[Path]:
 
 
 def load_benchmark(
-    name: str, data: Path | None = None, limit: int | None = None, full_size: bool = False
+    name: str,
+    data: Path | None = None,
+    limit: int | None = None,
+    full_size: bool = False,
+    crop: int | None = None,
 ) -> list[BenchImage]:
-    """Images of a benchmark, centre-cropped to 256 x 256 (short side resized) unless ``full_size``."""
+    """Images of a benchmark, centre-cropped to 256 x 256 (short side resized) unless ``full_size``;
+    ``crop``: then only the centre ``crop x crop`` of each (at most the whole image; no resize, so the
+    scale stays the benchmark's)."""
+    if crop is not None and crop < 1:
+        raise EsdiffError(f"crop must be a positive number of pixels (got {crop})")
     files = benchmark_files(name, data)[:limit]
     images = []
     for path in files:
         pixels = read_image(path).pixels
-        images.append(BenchImage(path.stem, pixels if full_size else center_crop_resize(pixels, 256)))
+        pixels = pixels if full_size else center_crop_resize(pixels, 256)
+        if crop is not None:
+            top, left = max(0, (pixels.shape[0] - crop) // 2), max(0, (pixels.shape[1] - crop) // 2)
+            pixels = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
+        images.append(BenchImage(path.stem, pixels))
     return images
 
 

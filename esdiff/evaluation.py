@@ -127,12 +127,15 @@ def file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def job_mask(out: Path, image: BenchImage, spec: str) -> np.ndarray:
-    """The mask of (image, spec): generated from a fixed seed once, then read back from its file."""
+    """The mask of (image, spec): generated from a fixed seed once, then read back from its file (made
+    again if that one was drawn on an image of another size)."""
     path = out / "masks" / f"{image.name}__{slug(spec)}.png"
-    if path.exists():
-        return load_mask(path, shape=image.pixels.shape[:2])
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = image.pixels.shape[:2]
+    if path.exists():
+        known = load_mask(path)
+        if known.shape == (height, width):
+            return known
+    path.parent.mkdir(parents=True, exist_ok=True)
     known = generate_mask(spec, height, width, seed=mask_seed(image.name, spec))
     save_mask(path, known)
     return known
@@ -255,6 +258,7 @@ def write_record(
         "seed": options.seed,
         "mask_seed": mask_seed(job.image.name, job.mask),
         "missing_fraction": float(1 - known.mean()),
+        "size": [job.image.pixels.shape[1], job.image.pixels.shape[0]],
         **({"lmafit": lmafit} if lmafit else {}),
         **({"oracle": ORACLE_NOTE} if job.oracle else {}),
         **extra,
@@ -278,12 +282,15 @@ def _oracle_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _stored(out: Path, job: Job, key: str) -> dict[str, Any] | None:
-    """The job's stored record if it was made with the same fingerprint, else None."""
+    """The job's stored record if it was made with the same fingerprint on an image of the same size
+    (``esdiff ablate --size``), else None."""
     path = out / "results" / job.column / f"{job.key}.json"
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("fingerprint") == key else None
+    height, width = job.image.pixels.shape[:2]
+    same = record.get("fingerprint") == key and record.get("size") == [width, height]
+    return record if same else None
 
 
 def run_with_oracle(

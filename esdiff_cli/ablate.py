@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -31,6 +32,14 @@ def command(
     model: Annotated[Path | None, typer.Option(help="ESDiff checkpoint (default: built-in).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("runs/ablate"),
     data: Annotated[Path | None, typer.Option(help="Data root.")] = None,
+    size: Annotated[
+        int,
+        typer.Option(
+            min=MIN_SIZE,
+            max=256,
+            help="The centre SIZE x SIZE of each 256 x 256 benchmark image (64: one patch; no resize).",
+        ),
+    ] = 256,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampler seed.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to compute.")] = Device.auto,
     threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP, show_default=False)] = None,
@@ -44,8 +53,13 @@ def command(
     ] = False,
     save: Annotated[
         bool,
-        typer.Option("--save", help="Also save the table as docs/results/ablate.json (for docs/results.md)."),
+        typer.Option(
+            "--save",
+            help="Also save the table as docs/results/ablate.json (ablate_SIZE.json below 256) for "
+            "docs/results.md.",
+        ),
     ] = False,
+    load: Annotated[str, typer.Option(help="What else the machine was doing, for the saved table.")] = "idle",
     list_variants: Annotated[bool, typer.Option("--list", help="List the variants and exit.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     sampler_settings: SET = None,
@@ -80,7 +94,7 @@ def command(
 
         warn_if_undertrained(model)
         specs = parse_masks(masks)
-        images = load_benchmark(benchmark, data, limit)
+        images = load_benchmark(benchmark, data, limit, crop=size if size != 256 else None)
         set_threads(threads)
         options = EvalOptions(seed=seed, device=str(resolve_device(device)), settings=settings, oracle=oracle)
         jobs = [Job(im, spec, "esdiff", label=v) for im in images for spec in specs for v in chosen]
@@ -104,16 +118,32 @@ def command(
                 for column in columns
             ]
             heads = [f"{spec} {key}" for spec in specs for key in ("PSNR", "SSIM")]
+            where = f"{benchmark} in {data}" if data is not None else benchmark
             path = saver.save_table(
-                "ablate",
-                f"Sampler variants on {benchmark} ({len(images)} images): PSNR (dB) / SSIM, mean over images",
+                "ablate" if size == 256 else f"ablate_{size}",
+                f"Sampler variants on {where} ({len(images)} images, {size} x {size}): PSNR (dB) / SSIM, "
+                "mean over images",
                 ["variant", "what it changes", *heads],
                 rows,
                 model=model,
+                load=load,
                 digits=4,
-                command=" ".join(shlex.quote(a) for a in ["esdiff", *sys.argv[1:]]),
+                command=saved_command(data),
             )
             info(f"wrote {path}")
+
+
+MIN_SIZE = 32
+"""The smallest --size: every mask generator draws on it."""
+
+
+def saved_command(data: Path | None) -> str:
+    """This process's ``esdiff`` command line, with the data root that ``$ESDIFF_DATA`` gave when
+    ``--data`` did not (a saved table names the photos it ran on)."""
+    command = " ".join(shlex.quote(a) for a in ["esdiff", *sys.argv[1:]])
+    if data is None and os.environ.get("ESDIFF_DATA"):
+        return f"ESDIFF_DATA={shlex.quote(os.environ['ESDIFF_DATA'])} {command}"
+    return command
 
 
 def results_table() -> Any:
