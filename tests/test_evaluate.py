@@ -143,6 +143,8 @@ def test_standard6_is_the_papers_six(shared_data: Path) -> None:
         ["evaluate", "--benchmark", "folder:{tmp}/empty", "--methods", "magic"],
         ["evaluate", "--benchmark", "folder:{tmp}/empty", "--masks", "zigzag"],
         ["ablate", "--variant", "nope"],
+        ["ablate", "--size", "8"],
+        ["ablate", "--size", "512"],
         ["evaluate", "--benchmark", "folder:{tmp}/empty", "--shard", "2/2"],
         ["evaluate", "--benchmark", "folder:{tmp}/empty", "--shard", "half"],
     ],
@@ -343,3 +345,67 @@ def test_ablate_and_evaluate_take_set_and_save_the_table(
     only_baselines = [a if a != "esdiff" else "biharmonic" for a in evaluate_args]
     bad = runner.invoke(app, [*only_baselines, "--set", "steps=3"])
     assert bad.exit_code == 2 and "--set applies to --methods esdiff or ncsnpp" in bad.output
+
+
+def test_load_benchmark_crops_the_centre_of_the_256_image(folder: Path) -> None:
+    whole = load_benchmark(f"folder:{folder}")
+    small = load_benchmark(f"folder:{folder}", crop=40)
+    assert [im.name for im in small] == [im.name for im in whole]
+    for big, cut in zip(whole, small, strict=True):
+        assert cut.pixels.shape == (40, 40, 3) and cut.pixels.flags.c_contiguous
+        np.testing.assert_array_equal(cut.pixels, big.pixels[108:148, 108:148])
+    with pytest.raises(EsdiffError, match="crop must be a positive number"):
+        load_benchmark(f"folder:{folder}", crop=0)
+
+
+def test_ablate_size_names_the_table_records_the_load_and_never_reuses_another_size(
+    tmp_path: Path, folder: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--size crops every image and names the saved table ``ablate_SIZE``; --load lands in the JSON's
+    machine note; a result stored at one size is not read back at another (its mask is drawn again)."""
+    import importlib.util
+
+    import esdiff_cli.ablate
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results_table.py"
+    spec = importlib.util.spec_from_file_location("results_table_under_test", path)
+    assert spec is not None and spec.loader is not None
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+
+    class Saver:
+        @staticmethod
+        def save_table(*args: object, **kwargs: object) -> Path:
+            return real.save_table(*args, **kwargs, directory=tmp_path / "results")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(esdiff_cli.ablate, "results_table", lambda: Saver)
+    out = tmp_path / "a"
+    args = ["ablate", "--benchmark", f"folder:{folder}", "--limit", "1", "--masks", "random:0.5", "-q"]
+    args += ["--model", str(tiny_model), "--variant", "esdiff", "--out", str(out)]
+    args += ["--set", "steps=2", "--set", "low_rank.rank=8", "--set", "low_rank.lmafit_max_iter=20"]
+    result = runner.invoke(app, [*args, "--size", "32", "--save", "--load", "busy: two other jobs"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "results" / "ablate_32.json").read_text())
+    assert saved["machine"].endswith("; busy: two other jobs")
+    assert "32 x 32" in saved["title"] and saved["command"].startswith("esdiff ")  # argv: pytest's here
+    (record,) = json.loads((out / "per_image.json").read_text())
+    assert record["size"] == [32, 32]
+    result = runner.invoke(app, [*args, "--size", "48"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((out / "per_image.json").read_text())
+    assert record["size"] == [48, 48]
+    from esdiff.io import read_image
+
+    (png,) = (out / "results" / "esdiff").glob("*.png")
+    assert read_image(png).pixels.shape == (48, 48, 3)
+
+
+def test_ablate_saved_command_names_the_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from esdiff_cli.ablate import saved_command
+
+    monkeypatch.setattr(sys, "argv", ["/x/bin/esdiff", "ablate", "--masks", "random:0.8;caption"])
+    monkeypatch.setenv("ESDIFF_DATA", "my data")
+    assert saved_command(None) == "ESDIFF_DATA='my data' esdiff ablate --masks 'random:0.8;caption'"
+    assert saved_command(Path("my data")) == "esdiff ablate --masks 'random:0.8;caption'"  # --data is in argv
+    monkeypatch.delenv("ESDIFF_DATA")
+    assert saved_command(None) == "esdiff ablate --masks 'random:0.8;caption'"
