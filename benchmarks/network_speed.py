@@ -1,173 +1,162 @@
-"""Speed of the NCSN++ presets: parameters, forward time (batch 25) and DSM train-step time (batch 10).
+"""How fast each network preset runs: a sampling call (forward, no gradient) and a training step.
 
-Usage: python benchmarks/network_speed.py [--presets base tiny] [--candidates] [--repeats 3]
-       [--threads N] [--clock wall|process] [--out PATH]
+The training step is the library's own: crops from the images, MPT encoding, DSM loss, backward,
+clipping, Adam, EMA update, what ``esdiff train`` runs each step (``--batch`` crops; the paper: 10
+images). The sampling call is the prior (the network and its parametrisation) on ``--forward-batch``
+12-channel 64x64 patches at once, as the samplers batch them (``SamplerConfig.patch_batch``). A first
+untimed run of each warms up; then ``--steps`` runs (paper: 2) are timed and the median taken.
 
-A train step is the one of SPEC 2: forward, backward, clipping and Adam on a batch of 64x64 crops with the
-continuous denoising score-matching loss. The paper preset is timed by one forward pass only (slow on a
-CPU). Times are the best of `--repeats` runs after one warm-up run (the minimum is the least disturbed by
-other load). `--candidates` adds the CPU-sized networks that were weighed for the `base` preset. On a
-busy shared machine two OpenMP threads slow down many-fold; `--threads 1 --clock process` (CPU seconds of
-this process) stays comparable, and two idle cores run roughly 1.5-1.9 times faster than that.
+    python benchmarks/network_speed.py                 # tiny, base, paper on the CPU
+    python benchmarks/network_speed.py --device cuda --batch 64 --bf16 --channels-last
+
+Prints a table and writes JSON (default ``benchmarks/results/network_speed.json``). On a shared CPU other
+jobs slow the figures: ``--threads 1`` keeps them comparable between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from esdiff.config import NETWORK_PRESETS, NetworkConfig, to_dict
-from esdiff.nn import ScoreModel, build_score_model, count_parameters
+from esdiff.config import DEFAULT_RECIPE, NETWORK_PRESETS, PATCH_SIZE, RECIPES, ModelConfig, TrainConfig
+from esdiff.data import CropSampler
+from esdiff.nn import count_parameters
+from esdiff.prior import Prior
+from esdiff.sde import VESDE
+from esdiff.training import ema_update, learning_rate, new_model, train_step, training_loss
+from esdiff.transforms import virtual_mask
 
-CANDIDATES: dict[str, NetworkConfig] = {
-    f"nf{nf}-{''.join(map(str, mult))}-r{r}-a{'/'.join(map(str, attn)) or 'none'}": NetworkConfig(
-        nf=nf, ch_mult=mult, num_res_blocks=r, attn_resolutions=attn
-    )
-    for nf, mult, r, attn in [
-        (32, (1, 2, 2, 2), 1, (16,)),
-        (32, (1, 2, 2, 2), 2, (16,)),
-        (32, (1, 2, 2, 2), 1, ()),
-        (32, (1, 2, 2), 1, (16,)),
-        (32, (1, 2, 2, 2, 2), 1, (16,)),
-        (32, (1, 1, 2, 2), 1, (16,)),
-        (32, (1, 1, 2, 2), 2, (16,)),
-        (32, (1, 1, 2, 2, 2), 1, (16,)),
-        (24, (1, 2, 2, 2), 1, (16,)),
-        (48, (1, 2, 2), 1, (16,)),
-    ]
-}
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
-SIGMA_MIN, SIGMA_MAX = 0.01, 378.0
-
-
-def _best_time(fn: Callable[[], object], repeats: int, device: torch.device, clock: str) -> float:
-    now, times = CLOCKS[clock], []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = now()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(now() - start)
-    return min(times)
-
-
-def _batch(
-    cfg: NetworkConfig, batch: int, device: torch.device, g: torch.Generator
-) -> tuple[torch.Tensor, ...]:
-    x = torch.rand(batch, cfg.channels, cfg.image_size, cfg.image_size, generator=g).to(device)
-    t = torch.rand(batch, generator=g) * (1 - 1e-5) + 1e-5
-    sigma = (SIGMA_MIN * (SIGMA_MAX / SIGMA_MIN) ** t).to(device)
-    z = torch.randn(x.shape, generator=g).to(device)
-    return x, sigma, z
-
-
-def time_forward(
-    model: ScoreModel, batch: int, repeats: int, device: torch.device, clock: str = "wall"
-) -> float:
-    """Seconds per `torch.no_grad` forward pass (eval mode)."""
-    x, sigma, _ = _batch(model.config, batch, device, torch.Generator().manual_seed(0))
-    model.eval()
-
-    def step() -> None:
-        with torch.no_grad():
-            model(x, sigma)
-
-    step()  # warm-up
-    return _best_time(step, repeats, device, clock)
-
-
-def time_train_step(
-    model: ScoreModel, batch: int, repeats: int, device: torch.device, clock: str = "wall"
-) -> float:
-    """Seconds per DSM step: forward, backward, gradient clipping and Adam."""
-    x, sigma, z = _batch(model.config, batch, device, torch.Generator().manual_seed(1))
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
-    s = sigma[:, None, None, None]
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        score = model(x + s * z, sigma)
-        loss = 0.5 * ((s * score + z) ** 2).sum(dim=(1, 2, 3)).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    step()  # warm-up
-    return _best_time(step, repeats, device, clock)
+DEFAULT_STEPS = {"tiny": 5, "base": 5, "paper": 2}
 
 
 def measure(
-    name: str,
-    cfg: NetworkConfig,
-    repeats: int,
+    preset: str,
+    steps: int,
+    batch: int,
+    forward_batch: int,
     device: torch.device,
-    clock: str = "wall",
-    forward_only: bool = False,
-) -> dict[str, object]:
-    """One row of the table: parameter count, forward (batch 25) and train step (batch 10) seconds."""
-    torch.manual_seed(0)
-    model = build_score_model(cfg).to(device)
-    row: dict[str, object] = {"preset": name, "parameters": count_parameters(model), "config": to_dict(cfg)}
-    row["forward_b25_s"] = time_forward(model, 25, 1 if forward_only else repeats, device, clock)
-    row["train_step_b10_s"] = None if forward_only else time_train_step(model, 10, repeats, device, clock)
-    return row
+    bf16: bool,
+    channels_last: bool,
+) -> dict:
+    """Seconds per training step and patches/s of one preset (random 128x128 images, ``batch`` crops per
+    step), and seconds per sampling call of ``forward_batch`` patches."""
+    precond, recipe = RECIPES[DEFAULT_RECIPE]
+    cfg = ModelConfig(network=NETWORK_PRESETS[preset], precond=precond)
+    train_cfg = TrainConfig(**recipe, warmup=0)
+    rng = np.random.default_rng(0)
+    images = [rng.random((128, 128, 3), dtype=np.float32) for _ in range(batch)]
+    sampler = CropSampler(images)
+    keep = virtual_mask(cfg.mpt.ratio)
+    gen = torch.Generator().manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = new_model(cfg, seed=0).to(device, memory_format=fmt)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    prior = Prior(model, cfg.precond)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, eps=train_cfg.adam_eps)
+    sde = VESDE.from_config(cfg.sde)
+    times = []
+    for step in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        crops = sampler.sample(gen).to(device).contiguous(memory_format=fmt)
+        loss = functools.partial(training_loss, prior, crops, keep, cfg, train_cfg, sde, gen, bf16)
+        train_step(prior, optimizer, loss, learning_rate(step, train_cfg), train_cfg.grad_clip)
+        ema_update(ema, model, step + 1, train_cfg.ema_rate)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    per_step = float(np.median(times[1:]))
+    return {
+        "preset": preset,
+        "parameters": count_parameters(model),
+        "batch": batch,
+        "steps_timed": steps,
+        "seconds_per_step": per_step,
+        "patches_per_s": batch / per_step,
+        "first_step_s": times[0],
+        "forward_batch": forward_batch,
+        "forward_s": time_forward(Prior(ema, cfg.precond), cfg, forward_batch, steps, device, fmt, bf16),
+    }
 
 
-def _fmt(v: object) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def time_forward(
+    prior: Prior,
+    cfg: ModelConfig,
+    batch: int,
+    runs: int,
+    device: torch.device,
+    fmt: torch.memory_format,
+    bf16: bool,
+) -> float:
+    """Median seconds of one sampling call: the prior on ``batch`` random patches, no gradient."""
+    gen = torch.Generator().manual_seed(1)
+    channels = cfg.network.channels
+    x = (
+        torch.rand(batch, channels, PATCH_SIZE, PATCH_SIZE, generator=gen)
+        .to(device)
+        .contiguous(memory_format=fmt)
+    )
+    sigma = torch.full((batch,), 0.5, device=device)
+    times = []
+    for _ in range(runs + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            prior(x, sigma)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    return float(np.median(times[1:]))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=list(NETWORK_PRESETS), choices=list(NETWORK_PRESETS))
-    parser.add_argument("--candidates", action="store_true", help="also time the base-preset candidates")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best taken)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default="wall")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/network_speed.json"))
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    if args.threads is not None:
+    parser.add_argument("--presets", nargs="+", default=list(DEFAULT_STEPS), choices=list(NETWORK_PRESETS))
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per preset (default 5; paper 2)")
+    parser.add_argument("--batch", type=int, default=10, help="patches per step (the paper: 10 images)")
+    parser.add_argument("--forward-batch", type=int, default=25, help="patches per sampling call")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "network_speed.json")
+    args = parser.parse_args()
+    if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    nets = {name: NETWORK_PRESETS[name] for name in args.presets}
-    if args.candidates:
-        nets.update(CANDIDATES)
-
     rows = []
-    width = max(map(len, nets)) + 1
-    print(f"{'preset':<{width}} {'parameters':>12} {'forward b25 [s]':>16} {'train step b10 [s]':>19}")
-    for name, cfg in nets.items():
-        row = measure(name, cfg, args.repeats, device, args.clock, forward_only=name == "paper")
+    print(f"{'preset':<8}{'params':>12}{'batch':>7}{'s/step':>10}{'patches/s':>11}{'call s':>9}")
+    for preset in args.presets:
+        steps = args.steps or DEFAULT_STEPS.get(preset, 5)
+        row = measure(preset, steps, args.batch, args.forward_batch, device, args.bf16, args.channels_last)
         rows.append(row)
         print(
-            f"{name:<{width}} {row['parameters']:>12,} {_fmt(row['forward_b25_s']):>16}"
-            f" {_fmt(row['train_step_b10_s']):>19}",
+            f"{preset:<8}{row['parameters']:>12,}{row['batch']:>7}"
+            f"{row['seconds_per_step']:>10.3f}{row['patches_per_s']:>11.2f}{row['forward_s']:>9.3f}",
             flush=True,
         )
-
-    result = {
+    report = {
         "device": str(device),
-        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "clock": args.clock,
-        "repeats": args.repeats,
-        "machine": platform.processor() or platform.machine(),
-        "rows": rows,
+        "torch": torch.__version__,
+        "bf16": args.bf16,
+        "channels_last": args.channels_last,
+        "forward_batch": args.forward_batch,
+        "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
