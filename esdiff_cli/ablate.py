@@ -23,6 +23,9 @@ from esdiff_cli.common import (
 from esdiff_cli.sampler_options import SET, parse_settings, sampler_config
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
+MIN_SIZE = 32
+"""The smallest --size: every mask generator draws on it."""
+
 
 def command(
     variant: Annotated[str, typer.Option(help="Comma-separated variants (see --list).")] = "esdiff,no-prior",
@@ -37,7 +40,8 @@ def command(
         typer.Option(
             min=MIN_SIZE,
             max=256,
-            help="The centre SIZE x SIZE of each 256 x 256 benchmark image (64: one patch; no resize).",
+            help="The centre SIZE x SIZE of each 256 x 256 benchmark image, not resized (57: one 64 x 64 "
+            "window of the patch grid).",
         ),
     ] = 256,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampler seed.")] = 0,
@@ -131,10 +135,6 @@ def command(
                 command=saved_command(data),
             )
             info(f"wrote {path}")
-
-
-MIN_SIZE = 32
-"""The smallest --size: every mask generator draws on it."""
 
 
 def saved_command(data: Path | None) -> str:
