@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="resumable folder (default runs/domain_SET)")
     parser.add_argument("--load", default="idle", help="what else the machine was doing (for the table)")
     parser.add_argument("--no-save", action="store_true", help="print only; write no docs/results table")
+    parser.add_argument("--notes", default="", help="added to the saved table's notes")
     parser.add_argument(
         "--table-only",
         action="store_true",
@@ -281,9 +282,15 @@ def main() -> None:
             f"Training photos: {', '.join(f.name for f in train_files)}; test photos: the next "
             f"{len(test_files)} of {args.set} (256 x 256 centre crops); validation photos of the runs: "
             f"{', '.join(f.name for f in val_files)}. Fine-tuned: `esdiff train --init builtin` "
-            f"({steps} steps); from scratch: the default recipe for as many steps, the same wall time "
-            f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in seconds.items()) or 'trained before'}). "
-            "Denoising rows: one-step denoising PSNR at that sigma (0-255 scale). PSNR in dB, whole image."
+            f"({steps} steps); from scratch: "
+            + (
+                "the default recipe for as many steps, the same wall time "
+                f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in seconds.items()) or 'trained before'}). "
+                if "scratch" in priors
+                else "not run. "
+            )
+            + "Denoising rows: one-step denoising PSNR at that sigma (0-255 scale). PSNR in dB, whole "
+            "image; a row's means are over its photos column. " + args.notes
         )
         path = save_table(
             f"domain_{label}",
