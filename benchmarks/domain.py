@@ -309,8 +309,9 @@ def table(
 ) -> tuple[list[str], list[list[Any]]]:
     """Mean PSNR per row (a mask, or a denoising level) and method, the best classical method, the
     fine-tuned prior minus the built-in one, and on how many photos the fine-tuned one is ahead. A row's
-    means are over its photos that every method run on that row has done (``photos``), so a mask run on
-    fewer photos than the others still has its row; a method with no record on a row stays blank."""
+    means are over its photos that every prior run on that row has done (``photos``), so a mask run on
+    fewer photos than the others still has its row; another method that has not done all of them stays
+    blank."""
     classical = [m for m in methods if m in CLASSICAL]
     columns = [
         "mask",
@@ -323,7 +324,7 @@ def table(
     ]
     rows: list[list[Any]] = []
     for what in [*specs, *(f"denoise:{s}" for s in SIGMAS)]:
-        run = [m for m in methods if any(records.get(what, m, name) for name in images)]
+        run = [m for m in methods if m in PRIORS and any(records.get(what, m, name) for name in images)]
         done = [name for name in images if run and all(records.get(what, m, name) for m in run)]
         found = {m: [records.get(what, m, name) for name in done] for m in methods}
         values = {m: [r["psnr"] for r in rs if r is not None] for m, rs in found.items()}

@@ -1,4 +1,4 @@
-"""`benchmarks/domain.py`'s table: each row's means over the photos every method has done on it."""
+"""`benchmarks/domain.py`'s table: each row's means over the photos every prior has done on it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def test_a_mask_run_on_fewer_photos_keeps_its_row(tmp_path: Path) -> None:
     for image in ("a", "b"):  # captions on two photos only, and no-prior on one of them
         values[("caption", "builtin", image)] = 30.0
         values[("caption", "finetuned", image)] = 29.0
+    values[("caption", "finetuned", "c")] = 31.0  # not the built-in: left out
     values[("caption", "no-prior", "a")] = 28.0
     records = records_with(tmp_path, values)
     methods = ["builtin", "finetuned", "no-prior", "biharmonic"]
@@ -40,10 +41,11 @@ def test_a_mask_run_on_fewer_photos_keeps_its_row(tmp_path: Path) -> None:
     assert random["photos ahead"] == "2 / 3" and random["photos"] == 3
     assert random["best classical"] == "21.00 (biharmonic)"
     assert random["scratch"] is None
-    # photo b lacks no-prior, so the caption row stands on photo a alone
-    assert caption["photos"] == 1
-    assert caption["no-prior"] == pytest.approx(28.0)
+    # photo b lacks no-prior: the row stands on both photos the priors have done, no-prior blank
+    assert caption["photos"] == 2
+    assert caption["no-prior"] is None
     assert caption["fine-tuned - built-in"] == pytest.approx(-1.0)
+    assert caption["photos ahead"] == "0 / 2"
     assert caption["best classical"] == ""
     assert rows[2][0] == "denoise:10" and rows[2][-1] == 0 and rows[2][1] is None
 
