@@ -182,6 +182,11 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="print only; write no docs/results table")
     parser.add_argument("--notes", default="", help="added to the saved table's notes")
     parser.add_argument(
+        "--methods",
+        default=None,
+        help="run only these of the priors, no-prior and the classical methods (the table shows all done)",
+    )
+    parser.add_argument(
         "--table-only",
         action="store_true",
         help="run nothing: the table from the work folder's records (each row over the photos done)",
@@ -244,8 +249,9 @@ def main() -> None:
     records = Records(work / "records.jsonl")
     test = [(f.stem, center_crop_resize(read_image(f).pixels, 256)) for f in test_files]
     methods = [*priors, "no-prior", *classical_methods()]
+    chosen = args.methods.split(",") if args.methods else methods
     for spec in [] if args.table_only else specs:
-        for method in methods:
+        for method in [m for m in methods if m in chosen]:
             for name, image in test:
                 if records.get(spec, method, name):
                     continue
