@@ -47,21 +47,15 @@ CLASSICAL = ("fsr", "telea", "ns", "biharmonic")
 """The classical methods compared, those of them that ``esdiff.methods`` has at run time."""
 PRIORS = ("builtin", "finetuned", "scratch")
 SIGMAS = (10, 25)
-DEFAULT_MASKS = "random:0.8,caption,scratches"
+DEFAULT_MASKS = "random:0.8,caption,scratches:thick"
 
 
 def masks(text: str) -> list[str]:
-    """The mask specs; ``scratches`` becomes ``strokes:thin`` where this esdiff has no such mask."""
-    out = []
-    for spec in (s.strip() for s in text.split(",") if s.strip()):
-        try:
-            check_mask_spec(spec)
-        except Exception:
-            if spec != "scratches":
-                raise
-            spec = "strokes:thin"
-        out.append(spec)
-    return out
+    """The mask specs of a comma-separated list, each checked."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    for spec in specs:
+        check_mask_spec(spec)
+    return specs
 
 
 def index_range(text: str) -> tuple[int, int]:
@@ -186,6 +180,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="resumable folder (default runs/domain_SET)")
     parser.add_argument("--load", default="idle", help="what else the machine was doing (for the table)")
     parser.add_argument("--no-save", action="store_true", help="print only; write no docs/results table")
+    parser.add_argument("--notes", default="", help="added to the saved table's notes")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="run only these of the priors, no-prior and the classical methods (the table shows all done)",
+    )
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: the table from the work folder's records (each row over the photos done)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -214,6 +219,9 @@ def main() -> None:
         args.finetuned = Path("-")
     if "scratch" not in priors:
         args.scratch = Path("-")
+    if args.table_only:  # the models' files are not read
+        args.finetuned = args.finetuned or Path("-")
+        args.scratch = args.scratch or Path("-")
     if args.finetuned is None or args.scratch is None:
         photos = link_folder(work / "train_photos", train_files)
         val = link_folder(work / "val_photos", val_files)
@@ -241,8 +249,9 @@ def main() -> None:
     records = Records(work / "records.jsonl")
     test = [(f.stem, center_crop_resize(read_image(f).pixels, 256)) for f in test_files]
     methods = [*priors, "no-prior", *classical_methods()]
-    for spec in specs:
-        for method in methods:
+    chosen = args.methods.split(",") if args.methods else methods
+    for spec in [] if args.table_only else specs:
+        for method in [m for m in methods if m in chosen]:
             for name, image in test:
                 if records.get(spec, method, name):
                     continue
@@ -257,7 +266,7 @@ def main() -> None:
                 )
     from esdiff.prior import denoise
 
-    for sigma in SIGMAS:
+    for sigma in [] if args.table_only else SIGMAS:
         for method in priors:
             for name, image in test:
                 if records.get(f"denoise:{sigma}", method, name):
@@ -279,9 +288,15 @@ def main() -> None:
             f"Training photos: {', '.join(f.name for f in train_files)}; test photos: the next "
             f"{len(test_files)} of {args.set} (256 x 256 centre crops); validation photos of the runs: "
             f"{', '.join(f.name for f in val_files)}. Fine-tuned: `esdiff train --init builtin` "
-            f"({steps} steps); from scratch: the default recipe for as many steps, the same wall time "
-            f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in seconds.items()) or 'trained before'}). "
-            "Denoising rows: one-step denoising PSNR at that sigma (0-255 scale). PSNR in dB, whole image."
+            f"({steps} steps); from scratch: "
+            + (
+                "the default recipe for as many steps, the same wall time "
+                f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in seconds.items()) or 'trained before'}). "
+                if "scratch" in priors
+                else "not run. "
+            )
+            + "Denoising rows: one-step denoising PSNR at that sigma (0-255 scale). PSNR in dB, whole "
+            "image; a row's means are over its photos column. " + args.notes
         )
         path = save_table(
             f"domain_{label}",
@@ -299,31 +314,40 @@ def table(
     records: Records, specs: list[str], methods: list[str], images: list[str]
 ) -> tuple[list[str], list[list[Any]]]:
     """Mean PSNR per row (a mask, or a denoising level) and method, the best classical method, the
-    fine-tuned prior minus the built-in one, and on how many photos the fine-tuned one is ahead."""
+    fine-tuned prior minus the built-in one, and on how many photos the fine-tuned one is ahead. A row's
+    means are over its photos that every prior run on that row has done (``photos``), so a mask run on
+    fewer photos than the others still has its row; another method that has not done all of them stays
+    blank."""
     classical = [m for m in methods if m in CLASSICAL]
-    columns = ["mask", *PRIORS, "no-prior", "best classical", "fine-tuned - built-in", "photos ahead"]
+    columns = [
+        "mask",
+        *PRIORS,
+        "no-prior",
+        "best classical",
+        "fine-tuned - built-in",
+        "photos ahead",
+        "photos",
+    ]
     rows: list[list[Any]] = []
     for what in [*specs, *(f"denoise:{s}" for s in SIGMAS)]:
-
-        def values(method: str, what: str = what) -> list[float]:
-            found = [records.get(what, method, name) for name in images]
-            return [r["psnr"] for r in found if r is not None]
-
-        def mean(method: str) -> float | None:
-            v = values(method)
-            return float(np.mean(v)) if len(v) == len(images) else None
-
-        best = max(classical, key=lambda m: mean(m) or -1.0, default=None)
-        best_cell = f"{mean(best):.2f} ({best})" if best and mean(best) is not None else ""
-        tuned, builtin = values("finetuned"), values("builtin")
+        run = [m for m in methods if m in PRIORS and any(records.get(what, m, name) for name in images)]
+        done = [name for name in images if run and all(records.get(what, m, name) for m in run)]
+        found = {m: [records.get(what, m, name) for name in done] for m in methods}
+        values = {m: [r["psnr"] for r in rs if r is not None] for m, rs in found.items()}
+        means = {m: float(np.mean(v)) if v and len(v) == len(done) else None for m, v in values.items()}
+        best = max(classical, key=lambda m: means[m] or -1.0, default=None)
+        best_mean = means[best] if best else None
+        best_cell = f"{best_mean:.2f} ({best})" if best_mean is not None else ""
+        tuned, builtin = values.get("finetuned", []), values.get("builtin", [])
         ahead = (
-            f"{sum(t > b for t, b in zip(tuned, builtin, strict=True))} / {len(images)}"
-            if len(tuned) == len(builtin)
+            f"{sum(t > b for t, b in zip(tuned, builtin, strict=True))} / {len(done)}"
+            if tuned and len(tuned) == len(builtin)
             else ""
         )
-        tuned_mean, builtin_mean = mean("finetuned"), mean("builtin")
+        tuned_mean, builtin_mean = means.get("finetuned"), means.get("builtin")
         gain = tuned_mean - builtin_mean if tuned_mean is not None and builtin_mean is not None else None
-        rows.append([what, *(mean(m) for m in PRIORS), mean("no-prior"), best_cell, gain, ahead])
+        cells = [means.get(m) for m in (*PRIORS, "no-prior")]
+        rows.append([what, *cells, best_cell, gain, ahead, len(done)])
     return columns, rows
 
 
