@@ -28,7 +28,7 @@ MIN_SIZE = 32
 
 
 def command(
-    variant: Annotated[str, typer.Option(help="Comma-separated variants (see --list).")] = "esdiff,no-prior",
+    variant: Annotated[str, typer.Option(help="Comma-separated (--list), or all.")] = "esdiff,no-prior",
     benchmark: Annotated[str, typer.Option(help="lsun100, standard6, cbsd68, or folder:PATH.")] = "lsun100",
     masks: Annotated[str, typer.Option(help="Mask specs or a protocol name.")] = "random:0.8",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images.")] = 5,
@@ -78,7 +78,7 @@ def command(
             width = max(map(len, table_of))
             print("\n".join(f"{name:<{width}}  {v.description}" for name, v in table_of.items()))
             return
-        chosen = [v.strip() for v in variant.split(",") if v.strip()]
+        chosen = chosen_variants(variant, list(table_of))
         unknown = [v for v in chosen if v not in table_of]
         if unknown or not chosen:
             raise fail(
@@ -135,6 +135,11 @@ def command(
                 command=saved_command(data),
             )
             info(f"wrote {path}")
+
+
+def chosen_variants(text: str, names: list[str]) -> list[str]:
+    """The variants ``--variant`` names: comma-separated, or ``all`` for every one in ``names``' order."""
+    return list(names) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
 
 
 def saved_command(data: Path | None) -> str:

@@ -409,3 +409,12 @@ def test_ablate_saved_command_names_the_data_root(monkeypatch: pytest.MonkeyPatc
     assert saved_command(Path("my data")) == "esdiff ablate --masks 'random:0.8;caption'"  # --data is in argv
     monkeypatch.delenv("ESDIFF_DATA")
     assert saved_command(None) == "esdiff ablate --masks 'random:0.8;caption'"
+
+
+def test_ablate_variant_all_is_every_variant_in_list_order() -> None:
+    from esdiff.methods import ablations
+    from esdiff_cli.ablate import chosen_variants
+
+    names = list(ablations())
+    assert chosen_variants("all", names) == names and len(names) == 15
+    assert chosen_variants(" no-prior, esdiff ,", names) == ["no-prior", "esdiff"]
