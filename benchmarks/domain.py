@@ -303,7 +303,7 @@ def main() -> None:
             f"Priors for one kind of photo ({label}): built-in, fine-tuned, from scratch",
             columns,
             rows,
-            model="builtin; fine-tuned and from-scratch priors trained by the command",
+            model="builtin; " + "; ".join(f"{k} {v}" for k, v in models.items() if k != "builtin"),
             load=args.load,
             notes=notes,
         )

@@ -257,8 +257,11 @@ def summary(records: Records, traces: list[dict[str, Any]], spec: str) -> list[l
         values, count = done_mean(records, f"level:{sigma}", priors)
         row(f"denoising PSNR, Gaussian noise sigma {sigma * 255:.1f}", values, count)
     if traces:
-        finals = [np.mean([t["final_psnr"][k] for t in traces]) for k in ("no-prior", "builtin")]
-        rows.append([f"{spec}, default sampler, PSNR: no-prior / built-in", *finals, None, len(traces)])
+        no_prior, builtin = (
+            float(np.mean([t["final_psnr"][k] for t in traces])) for k in ("no-prior", "builtin")
+        )
+        label = f"{spec}, default sampler on the traced photos, PSNR (no-prior: {no_prior:.2f})"
+        rows.append([label, builtin, None, None, len(traces)])
         sigmas = traces[0]["sigmas"]
         for i in (0, 4, 9, 14, 19, len(sigmas) - 2):
             change = [

@@ -54,3 +54,21 @@ def test_default_masks_are_known_specs() -> None:
     assert masks(DEFAULT_MASKS) == ["random:0.8", "caption", "scratches:thick"]
     with pytest.raises(Exception, match="unknown mask spec"):
         masks("random:0.8,scratches")
+
+
+def test_why_summary_means_over_the_photos_both_priors_did(tmp_path: Path) -> None:
+    from domain_why import done_mean, summary
+
+    values = {
+        ("level:0.07", "builtin", "a"): 30.0,
+        ("level:0.07", "finetuned", "a"): 30.5,
+        ("level:0.07", "builtin", "b"): 32.0,  # no fine-tuned figure: left out
+        ("variant:pnp-noise:random:0.8:128", "builtin", "a"): 24.0,
+        ("variant:pnp-noise:random:0.8:128", "finetuned", "a"): 23.5,
+    }
+    records = records_with(tmp_path, values)
+    assert done_mean(records, "level:0.07", ["builtin", "finetuned"]) == ([30.0, 30.5], 1)
+    rows = {row[0]: row[1:] for row in summary(records, [], "random:0.8")}
+    assert rows["denoising PSNR, Gaussian noise sigma 17.9"] == [30.0, 30.5, 0.5, 1]
+    assert rows["denoising PSNR, Gaussian noise sigma 35.4"] == [None, None, None, 0]
+    assert rows["random:0.8, pnp-noise sampler, 128 x 128 crops, PSNR"] == [24.0, 23.5, -0.5, 1]
