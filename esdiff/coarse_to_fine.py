@@ -32,7 +32,7 @@ from esdiff.schedule import for_mask
 from esdiff.sde import VESDE
 from esdiff.transforms import Encoding
 
-BAND = 256
+BAND = 128
 """Rows of the full-resolution image each refinement band keeps."""
 OVERLAP = 32
 """Rows of context a band reads above and below the rows it keeps, over which neighbours are blended."""

@@ -254,7 +254,7 @@ class SamplerConfig:
     whose long side is above ``COARSE_ABOVE`` times this is first inpainted downscaled to this long side,
     then its holes are refined at full resolution from the upsampled fill; None: every image at full
     resolution."""
-    refine_steps: int = 8
+    refine_steps: int = 2
     """Coarse to fine: the levels of the full-resolution refinement."""
     refine_t_start: float = 0.15
     """Coarse to fine: the time label of the refinement's first level (lower than ``t_start``: the coarse

@@ -59,7 +59,9 @@ def inpaint_image(
     ``runtime``: bf16 autocast and ``torch.compile`` of the network (``esdiff.prior.Runtime``; default
     neither). ``observe(batch, step, x)`` sees every batch's iterate after each level (one grid only;
     with ``sampling="image"`` the windows of the fixed grid that hold a missing pixel; ``esdiff.oracle``).
-    Each image runs ``for_mask`` of its own mask (the schedule's end, the plug-and-play noise)."""
+    Each image runs ``for_mask`` of its own mask (the schedule's end, the plug-and-play noise); an image
+    above ``cfg.coarse_side``'s size runs coarse to fine (``esdiff.coarse_to_fine``) unless ``observe``
+    watches it."""
     (out,) = inpaint_images(
         [observed],
         [known],
