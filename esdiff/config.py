@@ -301,9 +301,9 @@ class ModelConfig:
 
 
 PATCH_SIZE = 64
+"""The side of the patches the sampler cuts (``esdiff.patches``), which every model must take."""
 COARSE_ABOVE = 1.5
 """Coarse to fine runs on images whose long side is above this multiple of ``SamplerConfig.coarse_side``."""
-"""The side of the patches the sampler cuts (``esdiff.patches``), which every model must take."""
 
 
 def model_config_problems(cfg: ModelConfig) -> list[str]:

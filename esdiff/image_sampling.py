@@ -227,8 +227,9 @@ def sample_whole_image(
 
 
 START_SHARE = {"lmafit": 0.25, "svd": 0.02}
-"""The share of a run's work its start counts for in ``progress``, by ``LowRankConfig.init`` (the LMaFit
-start is about a quarter of a run in the profiles of docs/results.md; the SVD start a small part)."""
+"""The share of a run's work its start counts for in ``progress``, by ``LowRankConfig.init``: about a
+quarter for LMaFit's (a profile of the defaults on a 256x256 photo, issue 31), a small part for the
+SVD's."""
 
 
 def _biharmonic(observed: np.ndarray, known: np.ndarray) -> Tensor:
