@@ -8,9 +8,10 @@ the start, and refine only the holes at full resolution with a few levels from a
 2. The start: the coarse result upsampled (bilinear) in the holes, the observation elsewhere.
 3. The refinement: ``cfg.refine_steps`` levels from ``cfg.refine_t_start`` to the full-resolution mask's
    end (``schedule.for_mask``), the ADMM state from the SVD of the start (``lowrank.svd_start``), in
-   horizontal bands of ``BAND`` rows with ``OVERLAP`` rows of context either side, each band running all
-   its levels before the next (so only one band's ADMM state is held), blended linearly where bands
-   overlap. Tiles and low-rank patches without a missing pixel are skipped as always.
+   blocks of ``BAND`` rows by ``BLOCK_WIDTH`` columns with ``OVERLAP`` pixels of context on every side,
+   each block running all its levels before the next (so only one block's ADMM state is held, whatever
+   the photo's size), blended linearly where blocks overlap. Tiles and low-rank patches without a
+   missing pixel are skipped as always.
 
 Known pixels stay exact; a seed gives the same bytes.
 """
@@ -33,9 +34,11 @@ from esdiff.sde import VESDE
 from esdiff.transforms import Encoding
 
 BAND = 128
-"""Rows of the full-resolution image each refinement band keeps."""
+"""Rows of the full-resolution image each refinement block keeps."""
+BLOCK_WIDTH = 1024
+"""Columns of the full-resolution image each refinement block keeps."""
 OVERLAP = 32
-"""Rows of context a band reads above and below the rows it keeps, over which neighbours are blended."""
+"""Pixels of context a block reads on each side of those it keeps, over which neighbours are blended."""
 
 
 def coarse_size(height: int, width: int, cfg: SamplerConfig) -> tuple[int, int] | None:
@@ -69,14 +72,21 @@ def upsample(image: np.ndarray, size: tuple[int, int]) -> Tensor:
     return F.interpolate(small, size=size, mode="bilinear", align_corners=False)[0]
 
 
-def bands(height: int) -> list[tuple[int, int]]:
-    """The rows ``[top, bottom)`` each refinement band keeps, ``BAND`` at a time."""
-    return [(top, min(top + BAND, height)) for top in range(0, height, BAND)]
+def bands(length: int, size: int | None = None) -> list[tuple[int, int]]:
+    """The rows (or columns) ``[top, bottom)`` the refinement blocks keep, ``size`` (default ``BAND``) at
+    a time."""
+    size = BAND if size is None else size
+    return [(top, min(top + size, length)) for top in range(0, length, size)]
+
+
+def _spans(length: int, size: int | None = None) -> list[tuple[int, int, int, int]]:
+    """``bands`` with the rows each reads: ``(top, bottom, lo, hi)``, ``OVERLAP`` more on either side."""
+    return [(a, b, max(a - OVERLAP, 0), min(b + OVERLAP, length)) for a, b in bands(length, size)]
 
 
 def band_weight(top: int, bottom: int, lo: int, hi: int) -> Tensor:
-    """``[hi - lo]``: a band's weight on the rows ``[lo, hi)`` it reads, 1 on the rows ``[top, bottom)`` it
-    keeps, falling linearly towards 0 over the ``OVERLAP`` rows of context beyond them."""
+    """``[hi - lo]``: a block's weight on the rows (or columns) ``[lo, hi)`` it reads, 1 on those ``[top,
+    bottom)`` it keeps, falling linearly towards 0 over the ``OVERLAP`` of context beyond them."""
     rows = torch.arange(lo, hi, dtype=torch.float64)
     one = torch.ones_like(rows)
     above = torch.where(rows < top, (rows - (top - OVERLAP) + 1) / (OVERLAP + 1), one)
@@ -100,7 +110,7 @@ def sample_coarse_to_fine(
     """The module's three stages on ``observed [H, W, 3]`` (zeros where ``known [H, W]`` is False) with
     the unresolved ``cfg`` (each scale resolves it for its own mask, ``schedule.for_mask``); float64
     ``[H, W, 3]`` like ``sample_whole_image``. ``progress(done, cfg.steps)`` runs once through both passes,
-    each band's share by its missing pixels."""
+    each block's share by its missing pixels."""
     height, width = known.shape
     size = coarse_size(height, width, cfg)
     if size is None:
@@ -113,10 +123,10 @@ def sample_coarse_to_fine(
     fine = replace(fine, steps=cfg.refine_steps, t_start=t_start)
     fine = replace(fine, low_rank=replace(fine.low_rank, init="svd"))
 
-    # progress: the coarse pass and each band by their missing pixels times their levels
+    # progress: the coarse pass and each block by their missing pixels times their levels
+    blocks = [(rows, cols) for rows in _spans(height) for cols in _spans(width, BLOCK_WIDTH)]
     work = [coarse_cfg.steps * float((~small_known).sum())]
-    spans = [(max(top - OVERLAP, 0), min(bottom + OVERLAP, height)) for top, bottom in bands(height)]
-    work += [fine.steps * float((~known[lo:hi]).sum()) for lo, hi in spans]
+    work += [fine.steps * float((~known[r[2] : r[3], c[2] : c[3]]).sum()) for r, c in blocks]
     total = max(sum(work), 1.0)
     done = [0.0]
 
@@ -144,14 +154,15 @@ def sample_coarse_to_fine(
     start = torch.where(mask, y, upsample(coarse, (height, width)))
 
     total_image = torch.zeros(3, height, width, dtype=torch.float64)
-    weights = torch.zeros(height, dtype=torch.float64)
-    for k, ((top, bottom), (lo, hi)) in enumerate(zip(bands(height), spans, strict=True), start=1):
-        if known[lo:hi].all():
-            out = start[:, lo:hi].double()
+    weights = torch.zeros(height, width, dtype=torch.float64)
+    for k, ((top, bottom, lo, hi), (left, right, first, last)) in enumerate(blocks, start=1):
+        box = np.s_[lo:hi, first:last]
+        if known[box].all():
+            out = start[:, lo:hi, first:last].double()
         else:
             sampled = sample_whole_image(
-                observed[lo:hi],
-                known[lo:hi],
+                observed[box],
+                known[box],
                 score=score,
                 encoding=encoding,
                 sde=sde,
@@ -160,14 +171,14 @@ def sample_coarse_to_fine(
                 seed=seed + k,
                 device=device,
                 progress=part(k),
-                start=start[:, lo:hi],
+                start=start[:, lo:hi, first:last],
             )
             out = torch.from_numpy(sampled).permute(2, 0, 1)
-        w = band_weight(top, bottom, lo, hi)
-        total_image[:, lo:hi] += w[None, :, None] * out
-        weights[lo:hi] += w
+        w = band_weight(top, bottom, lo, hi)[:, None] * band_weight(left, right, first, last)[None, :]
+        total_image[:, lo:hi, first:last] += w * out
+        weights[lo:hi, first:last] += w
         done[0] += work[k]
         progress(cfg.steps * done[0] / total, cfg.steps)
-    result = (total_image / weights[None, :, None]).permute(1, 2, 0).numpy()
+    result = (total_image / weights).permute(1, 2, 0).numpy()
     np.copyto(result, observed, where=known[..., None])
     return result

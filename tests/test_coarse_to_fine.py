@@ -112,7 +112,8 @@ def test_coarse_to_fine_keeps_known_pixels_and_is_seeded(
     tiny_model: Path, scene: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     observed, known = scene
-    monkeypatch.setattr(coarse_to_fine, "BAND", 48)  # four bands: the blending runs
+    monkeypatch.setattr(coarse_to_fine, "BAND", 48)  # four bands of two blocks: the blending runs
+    monkeypatch.setattr(coarse_to_fine, "BLOCK_WIDTH", 128)
     calls: list[tuple[float, int]] = []
     started: list[tuple[int, int]] = []
     real = coarse_to_fine.sample_whole_image
@@ -134,7 +135,8 @@ def test_coarse_to_fine_keeps_known_pixels_and_is_seeded(
         )
 
     first = run(3)
-    assert started[0] == (44, 64) and len(started) == 5  # the coarse pass, then four bands
+    assert started[0] == (44, 64) and len(started) == 9  # the coarse pass, then eight blocks
+    assert started[1:3] == [(80, 160), (80, 124)]  # 48 + 32 rows, 128 + 32 and 92 + 32 columns
     assert np.isfinite(first).all() and np.array_equal(first[known], observed[known])
     assert 0 <= first.min() and first.max() <= 1
     done = [c[0] for c in calls]
