@@ -17,6 +17,8 @@ With ``--repeat N`` each code runs N times per case, in turn (old new, new old, 
 the median seconds: on a shared machine a change in load then hits both codes alike.
 
     .venv/bin/python benchmarks/speed.py --cases 256-random,256-caption --repeat 2 --load "idle"
+
+``--baseline-cases`` picks the cases the old code runs as well (default all but ``2160-caption``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_table import ROOT, save_table  # noqa: E402
 
-BASELINE_REV = "702b68e"
-"""The release the current code is measured against (the commit speed work started from)."""
+BASELINE_REV = "4706bce"
+"""The release the current code is measured against (the commit before coarse to fine)."""
 TORCH = "torch==2.13.0"
 
 
@@ -57,6 +59,8 @@ CASES: dict[str, Case] = {
     "2160-caption": Case("astronaut", 3840, 2160, "caption"),
 }
 SMALL = ("256-random", "256-caption")
+BASELINE_CASES = ("256-random", "256-caption", "1080-caption", "1080-strokes")
+"""The cases the old code runs by default: at 3840x2160 it would take over half an hour."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     p.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the old code")
     p.add_argument("--skip-baseline", action="store_true", help="run the current code only")
+    p.add_argument(
+        "--baseline-cases",
+        default=",".join(BASELINE_CASES),
+        help="comma-separated cases the old code runs too (the others show '-' in its columns)",
+    )
     p.add_argument("--skip-classical", action="store_true", help="no FSR and biharmonic runs")
     p.add_argument("--threads", type=int, default=2, help="esdiff inpaint --threads")
     p.add_argument(
@@ -263,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(classical(*json.loads(args.classical))))
         return
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CASES]
+    old_cases = {n.strip() for n in args.baseline_cases.split(",") if n.strip()}
+    unknown = [n for n in [*names, *sorted(old_cases)] if n not in CASES]
     if unknown or not names:
         sys.exit(f"speed.py: unknown case {', '.join(unknown) or '(none)'}; choose from {', '.join(CASES)}")
     new_exe = Path(sys.executable).with_name("esdiff")
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.repeat):  # in turn, so a change in the machine's load hits both codes
             order = [("old", old_exe), ("new", new_exe)]
             for label, exe in order if r % 2 == 0 else order[::-1]:
-                if exe is not None:
+                if exe is not None and (label == "new" or name in old_cases):
                     runs[label].append(run_esdiff(exe, image, case, args.threads, out_dir))
         for label in ("old", "new"):
             results[label] = median_run(runs[label])
@@ -296,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_save:
         baseline = "none" if args.skip_baseline else args.baseline_rev
         notes = (
-            f"old: esdiff at {baseline}; new: this commit; each case one `esdiff inpaint --threads "
+            f"old: esdiff at {baseline} (cases {', '.join(sorted(old_cases & set(names))) or 'none'}); "
+            "new: this commit; each case one `esdiff inpaint --threads "
             f"{args.threads} --gt --json` process per run, {args.repeat} run(s) of each code in turn, the "
             "median seconds and CPU seconds and the largest peak memory of the whole process (model loading "
             "included); FSR (OpenCV FSR_FAST) and biharmonic timed around the call, "

@@ -19,6 +19,7 @@ T = TypeVar("T")
 FusionMode = Literal["softmax", "softmax0", "mean"]
 StartMode = Literal["lmafit", "lmafit-noisy", "noise"]
 HoleFill = Literal["biharmonic", "none"]
+LowRankInit = Literal["lmafit", "svd"]
 TilingMode = Literal["overlap", "tile"]
 StateMode = Literal["rgb", "mpt"]
 PredictorMode = Literal["reverse-diffusion", "ddim"]
@@ -178,6 +179,13 @@ class LowRankConfig:
     image less a smooth trend (``lowrank.image_trend``: a normalised Gaussian blur with that standard
     deviation in pixels of the known pixels and the solid-hole fill), so they are pulled towards the
     trend instead; None: no trend (SPEC, ALOHA)."""
+    init: LowRankInit = "lmafit"
+    """Where the ADMM state starts: ``lmafit`` (SPEC 3.3) fits ``U, V`` to the known entries of each
+    patch's Hankel matrix; ``svd`` fills the image first (the whole-image sampler's biharmonic fill, or
+    the coarse pass's fill in coarse to fine) and takes ``U, V`` from a truncated SVD of each patch's
+    Hankel matrix of that fill (``lowrank.svd_start``), a fraction of LMaFit's work."""
+    svd_energy: float = 0.999
+    """With ``init = "svd"``: the share of each Hankel matrix's squared norm its rank keeps."""
 
 
 FAST_LMAFIT = LowRankConfig(dtype="float32", lmafit_tol=1e-3)
@@ -241,6 +249,16 @@ class SamplerConfig:
     every known one take OpenCV's FSR fill (``esdiff.baselines.opencv``, the ``opencv`` extra) in place of
     the low-rank start, where the completion is weakest; 0: off (an experiment, not a default)."""
     low_rank: LowRankConfig = field(default_factory=LowRankConfig)
+    coarse_side: int | None = None
+    """Coarse to fine for big photos (``esdiff.coarse_to_fine``; whole-image sampling only): an image
+    whose long side is above ``COARSE_ABOVE`` times this is first inpainted downscaled to this long side,
+    then its holes are refined at full resolution from the upsampled fill; None: every image at full
+    resolution."""
+    refine_steps: int = 2
+    """Coarse to fine: the levels of the full-resolution refinement."""
+    refine_t_start: float = 0.15
+    """Coarse to fine: the time label of the refinement's first level (lower than ``t_start``: the coarse
+    fill is already close; at least the config's ``t_end``)."""
 
 
 DEFAULT_SAMPLER = SamplerConfig(
@@ -253,6 +271,7 @@ DEFAULT_SAMPLER = SamplerConfig(
     pnp_noise=1.0,
     sampling="image",
     low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2, trend=8.0),
+    coarse_side=512,
 )
 """The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on the
 validation photos (docs/results.md); ``SamplerConfig()`` holds SPEC's faithful settings. The ``pnp-near``
@@ -261,7 +280,9 @@ from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining i
 0.25 down to ``t_end``, except where the mask's holes are deep (``deep_holes``): such masks end at the
 SDE's eps and the denoiser sees them with the level's noise on every pixel (``pnp_noise``). The image is
 the state (``sampling="image"``: moving tiles); deep holes are completed around a smooth trend
-(``low_rank.trend``). It sets none of the predictor-corrector settings, which its list does not read."""
+(``low_rank.trend``). Big photos run coarse to fine (``coarse_side``: a downscaled pass, then a short
+refinement of the holes at full resolution). It sets none of the predictor-corrector settings, which its
+list does not read."""
 
 NCSNPP_SAMPLER = SamplerConfig(steps=50, step_list="no-lowrank", start="noise")
 """The NCSN++ baseline: the paper's predictor-corrector sampler without the low-rank step, a pure
@@ -281,6 +302,8 @@ class ModelConfig:
 
 PATCH_SIZE = 64
 """The side of the patches the sampler cuts (``esdiff.patches``), which every model must take."""
+COARSE_ABOVE = 1.5
+"""Coarse to fine runs on images whose long side is above this multiple of ``SamplerConfig.coarse_side``."""
 
 
 def model_config_problems(cfg: ModelConfig) -> list[str]:
@@ -354,6 +377,7 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
             ("low_rank.window", lr.window),
             ("low_rank.lmafit_max_iter", lr.lmafit_max_iter),
             ("low_rank.max_rank", lr.max_rank),
+            ("refine_steps", cfg.refine_steps),
         ]
         if not _is_positive_int(value)
     ]
@@ -367,6 +391,7 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
         ("state", cfg.state, StateMode),
         ("low_rank.fill", lr.fill, HoleFill),
         ("low_rank.dtype", lr.dtype, Literal["float64", "float32"]),
+        ("low_rank.init", lr.init, LowRankInit),
     ]
     for name, value, kind in choices:
         if value not in typing.get_args(kind):
@@ -386,6 +411,15 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
         problems.append(f"deep_holes must be two shares 0 <= low < high <= 1 (got {holes!r})")
     elif holes is not None and not 0 <= shares[0] < shares[1] <= 1:  # type: ignore[operator]
         problems.append(f"deep_holes must be two shares 0 <= low < high <= 1 (got {holes!r})")
+    side = cfg.coarse_side
+    if side is not None and not (_is_positive_int(side) and side >= PATCH_SIZE):
+        problems.append(f"coarse_side must be None or an integer of at least {PATCH_SIZE} (got {side!r})")
+    refine_t = _number(cfg.refine_t_start)
+    if refine_t is None or not 0 < refine_t <= 1:
+        problems.append(f"refine_t_start must be above 0 and at most 1 (got {cfg.refine_t_start!r})")
+    energy = _number(lr.svd_energy)
+    if energy is None or not 0 < energy <= 1:
+        problems.append(f"low_rank.svd_energy must be above 0 and at most 1 (got {lr.svd_energy!r})")
     pnp_noise = _number(cfg.pnp_noise)
     if pnp_noise is None or not 0 <= pnp_noise <= 1:
         problems.append(f"pnp_noise must be 0 to 1 (got {cfg.pnp_noise!r})")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from esdiff.coarse_to_fine import coarse_size, sample_coarse_to_fine
 from esdiff.config import DEFAULT_SAMPLER, SamplerConfig, sampler_config_problems
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
@@ -58,7 +59,9 @@ def inpaint_image(
     ``runtime``: bf16 autocast and ``torch.compile`` of the network (``esdiff.prior.Runtime``; default
     neither). ``observe(batch, step, x)`` sees every batch's iterate after each level (one grid only;
     with ``sampling="image"`` the windows of the fixed grid that hold a missing pixel; ``esdiff.oracle``).
-    Each image runs ``for_mask`` of its own mask (the schedule's end, the plug-and-play noise)."""
+    Each image runs ``for_mask`` of its own mask (the schedule's end, the plug-and-play noise); an image
+    above ``cfg.coarse_side``'s size runs coarse to fine (``esdiff.coarse_to_fine``) unless ``observe``
+    watches it."""
     (out,) = inpaint_images(
         [observed],
         [known],
@@ -146,6 +149,21 @@ def inpaint_images(
         if whole:
             runs = []
             for i, (image, mask) in enumerate(zip(padded, masks, strict=True)):
+                if observe is None and coarse_size(len(mask), mask.shape[1], cfg) is not None:  # a big photo
+                    run = sample_coarse_to_fine(
+                        image,
+                        mask,
+                        score=score,
+                        encoding=encoding,
+                        sde=sde,
+                        step_list=chosen,
+                        cfg=cfg,
+                        seed=seed,
+                        device=device,
+                        progress=partial(offset, report, i * cfg.steps),
+                    )
+                    runs.append(run)
+                    continue
                 runs.append(
                     sample_whole_image(
                         image,

@@ -165,6 +165,34 @@ def patch_trend(trend: Tensor | None, deep: Tensor | None) -> Tensor | None:
     return trend * gate[:, None, None, None].to(trend.dtype)
 
 
+def svd_start(x_patches: Tensor, cfg: LowRankConfig, trend: Tensor | None = None) -> LowRankState:
+    """The ADMM state of a complete start ``x_patches [B, C, P, P]`` (the coarse pass's fill, a
+    biharmonic fill) in place of LMaFit's: ``U, V`` from a truncated SVD ``H(x) ~ P S Q^T`` of each patch's
+    Hankel matrix at the fewest singular values that hold ``cfg.svd_energy`` of its squared norm (at most
+    ``cfg.max_rank``; narrower patches padded with zero columns, which ADMM keeps zero); the multiplier
+    ``L0 = 0``. The factors are balanced, ``U = P S^1/2``, ``V = Q S^1/2``, near the fixed point of the ADMM
+    step (Eqs. 17-18), so the first step keeps the start; with LMaFit's orthonormal ``U`` it halves ``U
+    V^T`` and returns about zero. ``trend`` (``patch_trend``): the SVD is of the patches less the trend,
+    which the state keeps. The SVD comes from the eigenvectors of the small ``C w^2 x C w^2`` Gram matrix
+    ``H^T H``."""
+    dtype = config_dtype(cfg)
+    base = None if trend is None else trend.to(dtype)
+    x = x_patches.to(dtype) if base is None else x_patches.to(dtype) - base
+    H = hankel(x, cfg.window)
+    gram = (H.transpose(1, 2) @ H).double()
+    values, vectors = torch.linalg.eigh(gram)  # ascending
+    values, vectors = values.flip(-1).clamp_min(0), vectors.flip(-1)
+    share = values.cumsum(-1) / values.sum(-1, keepdim=True).clamp_min(1e-30)
+    ranks = ((share < cfg.svd_energy).sum(-1) + 1).clamp(1, min(cfg.max_rank, values.shape[-1]))
+    width = int(ranks.max())
+    keep = (torch.arange(width) < ranks[:, None]).to(dtype)[:, None, :]
+    root = values[:, :width].sqrt().sqrt().to(dtype)  # S^1/2
+    Q = vectors[:, :, :width].to(dtype)
+    V = Q * root[:, None, :] * keep
+    U = (H @ Q) / root.clamp_min(1e-12)[:, None, :] * keep  # H Q S^-1/2 = P S^1/2
+    return LowRankState(U, V, torch.zeros_like(H), trend)
+
+
 def init_low_rank(
     y_patches: Tensor,
     known_patches: Tensor,
