@@ -27,6 +27,7 @@ SamplingMode = Literal["patches", "image"]
 Parametrisation = Literal["score-sde", "edm"]
 NoiseDistribution = Literal["log-uniform", "log-normal"]
 NoiseSpace = Literal["channels", "rgb"]
+FillMode = Literal["smooth", "texture"]
 StepListName = Literal["esdiff", "no-lowrank", "no-prior", "pnp-near"]
 """The step lists of ``esdiff.sampler.STEP_LISTS``."""
 
@@ -259,6 +260,13 @@ class SamplerConfig:
     refine_t_start: float = 0.15
     """Coarse to fine: the time label of the refinement's first level (lower than ``t_start``: the coarse
     fill is already close; at least the config's ``t_end``)."""
+    fill: FillMode = "smooth"
+    """Whole-image sampling: what fills the missing pixels three or more pixels (Chebyshev) from every known
+    one but within a Hankel window (``low_rank.window``) of one, where the prior's estimate does not reach
+    (``pnp-near``): ``smooth``, the sampler's own completion; ``texture``, OpenCV's FSR fill
+    (``esdiff.baselines.opencv``, the ``opencv`` extra), which carries the surrounding texture into thin
+    holes (captions, scratches), kept as it is while the sampler completes the rest. Farther inside a hole
+    both complete around the smooth trend (``low_rank.trend``). docs/method.md says why not the prior."""
 
 
 DEFAULT_SAMPLER = SamplerConfig(
@@ -389,6 +397,7 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
         ("sampling", cfg.sampling, SamplingMode),
         ("fusion", cfg.fusion, FusionMode),
         ("state", cfg.state, StateMode),
+        ("fill", cfg.fill, FillMode),
         ("low_rank.fill", lr.fill, HoleFill),
         ("low_rank.dtype", lr.dtype, Literal["float64", "float32"]),
         ("low_rank.init", lr.init, LowRankInit),
@@ -448,6 +457,8 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
         problems.append(f"fsr_start must be 0 or more (got {cfg.fsr_start!r})")
     elif cfg.fsr_start and cfg.sampling != "image":
         problems.append('fsr_start needs sampling "image"')
+    if cfg.fill != "smooth" and cfg.sampling != "image":
+        problems.append(f'fill {cfg.fill} needs sampling "image"')
     if cfg.step_list in NETWORK_FREE_LISTS and cfg.start != "lmafit":
         problems.append(
             f'step_list {cfg.step_list} has no network step to take noise off: use start "lmafit"'

@@ -22,7 +22,7 @@ from esdiff_cli.common import (
     runtime_of,
     warn_if_undertrained,
 )
-from esdiff_cli.sampler_options import SET, parse_settings, sampler_config
+from esdiff_cli.sampler_options import FILL, SET, parse_settings, sampler_config, with_fill
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 
@@ -97,6 +97,7 @@ def command(
         ),
     ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    fill: FILL = None,
     sampler_settings: SET = None,
 ) -> None:
     """Run every (image, mask, method) job of a benchmark; re-running skips finished jobs."""
@@ -125,13 +126,15 @@ def command(
             "ncsnpp": {"model": ncsnpp_model, "steps": steps, "runtime": runtime, "patch_batch": patch_batch},
         }
         changes = parse_settings(sampler_settings)
-        if changes:
+        filled = with_fill({}, fill, method_list)
+        if changes or filled:
             from esdiff.methods import SAMPLERS
 
-            if not any(m in SAMPLERS for m in method_list):
+            if changes and not any(m in SAMPLERS for m in method_list):
                 raise fail(f"--set applies to --methods {' or '.join(SAMPLERS)}, and none is chosen")
             for name in (m for m in method_list if m in SAMPLERS):
-                settings[name]["config"] = sampler_config(SAMPLERS[name].config, changes, f"--set ({name})")
+                ours = {**changes, **filled} if name == "esdiff" else changes
+                settings[name]["config"] = sampler_config(SAMPLERS[name].config, ours, f"--set ({name})")
         if patch_batch is not None:
             settings["aloha"] = {"patch_batch": patch_batch}
         dip = {"iterations": dip_iterations, "channels": dip_channels}

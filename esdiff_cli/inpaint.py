@@ -29,7 +29,15 @@ from esdiff_cli.common import (
     runtime_of,
     warn_if_undertrained,
 )
-from esdiff_cli.sampler_options import SET, env_flag, env_int, parse_settings, sampler_config
+from esdiff_cli.sampler_options import (
+    FILL,
+    SET,
+    env_flag,
+    env_int,
+    parse_settings,
+    sampler_config,
+    with_fill,
+)
 from esdiff_cli.threads import THREADS_HELP, set_threads
 
 STDIO = "-"
@@ -183,6 +191,7 @@ def command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    fill: FILL = None,
     settings: SET = None,
 ) -> None:
     """Inpaint INPUT where MASK marks pixels missing (white = missing unless --invert-mask).
@@ -201,6 +210,7 @@ def command(
         if gt is not None and is_folder:
             raise fail("--gt takes one ground-truth image; use esdiff evaluate for folders")
         changes = parse_settings(settings)
+        changes = with_fill(changes, fill, [method])
         method_settings: dict[str, Any] = {}
         runtime = runtime_of(env_flag("ESDIFF_BF16"), env_flag("ESDIFF_COMPILE"))
         if method in SAMPLERS:

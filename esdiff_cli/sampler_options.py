@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,33 @@ SET = Annotated[
     list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP, show_default=False)
 ]
 """The option, as each command declares it."""
+
+
+class Fill(str, Enum):
+    smooth = "smooth"
+    texture = "texture"
+
+
+FILL = Annotated[
+    Fill | None,
+    typer.Option(
+        help="What esdiff fills the inner parts of thin holes (3 to 7 px from a known pixel) with: smooth, "
+        "its own completion (letters of a removed caption stay as smooth blobs), or texture, OpenCV FSR's "
+        "fill (the surrounding texture; needs the opencv extra). Default: smooth.",
+        show_default=False,
+    ),
+]
+"""`--fill`: ``SamplerConfig.fill`` of the esdiff method."""
+
+
+def with_fill(changes: dict[str, Any], fill: Fill | None, methods: list[str]) -> dict[str, Any]:
+    """``changes`` with ``fill`` (``--fill``) for ``methods`` that include esdiff; ``--fill`` without
+    esdiff is one error line."""
+    if fill is None:
+        return changes
+    if "esdiff" not in methods:
+        raise fail("--fill applies to the esdiff method, and it is not chosen")
+    return {**changes, "fill": fill.value}
 
 
 def parse_settings(items: list[str] | None) -> dict[str, Any]:

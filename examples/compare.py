@@ -2,14 +2,17 @@
 
     python examples/compare.py --mask caption -o docs/compare_caption.png
     python examples/compare.py photo.png --mask strokes:thick --seed 3 -o strokes.png
+    python examples/compare.py --methods biharmonic,fsr,esdiff,esdiff:texture -o fills.png
 
 Without a photo it uses scikit-image's astronaut (256x256), as `examples/sample.py` does. Each panel is
 labelled with its PSNR on the whole image and inside the holes (the truth is the photo itself).
+``esdiff:texture`` is esdiff with `--fill texture`.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from PIL import Image, ImageDraw
 from skimage import data
 from skimage.transform import resize
 
+from esdiff.config import DEFAULT_SAMPLER
 from esdiff.io import read_image
 from esdiff.masks import resolve_mask
 from esdiff.methods import MethodOptions, run_method
@@ -56,7 +60,9 @@ def main() -> None:
     share = 100 * (~known).mean()
     tiles = [panel(observed, f"input ({args.mask})\n{share:.{0 if share >= 10 else 1}f} % missing")]
     for name in args.methods.split(","):
-        out = run_method(name, truth, known, MethodOptions(seed=args.seed))
+        method, _, fill = name.partition(":")
+        settings = {"config": replace(DEFAULT_SAMPLER, fill=fill)} if fill else {}
+        out = run_method(method, truth, known, MethodOptions(seed=args.seed, settings=settings))
         whole, holes = psnr(out, truth), psnr(out, truth, ~known)
         tiles.append(panel(out, f"{name}\n{whole:.2f} dB ({holes:.2f} in holes)"))
         print(f"{name:10s} psnr {whole:6.2f}  holes {holes:6.2f}", flush=True)
