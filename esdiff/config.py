@@ -264,7 +264,7 @@ class SamplerConfig:
     """Whole-image sampling: what fills the missing pixels three or more pixels (Chebyshev) from every known
     one but within a Hankel window (``low_rank.window``) of one, where the prior's estimate does not reach
     (``pnp-near``): ``smooth``, the sampler's own completion; ``texture``, OpenCV's FSR fill
-    (``esdiff.baselines.opencv``, the ``opencv`` extra), which carries the surrounding texture into thin
+    (``esdiff.baselines.opencv``), which carries the surrounding texture into thin
     holes (captions, scratches), kept as it is while the sampler completes the rest. Farther inside a hole
     both complete around the smooth trend (``low_rank.trend``). docs/method.md says why not the prior."""
 
@@ -280,6 +280,7 @@ DEFAULT_SAMPLER = SamplerConfig(
     sampling="image",
     low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2, trend=8.0),
     coarse_side=512,
+    fill="texture",
 )
 """The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on the
 validation photos (docs/results.md); ``SamplerConfig()`` holds SPEC's faithful settings. The ``pnp-near``
@@ -289,7 +290,9 @@ from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining i
 SDE's eps and the denoiser sees them with the level's noise on every pixel (``pnp_noise``). The image is
 the state (``sampling="image"``: moving tiles); deep holes are completed around a smooth trend
 (``low_rank.trend``). Big photos run coarse to fine (``coarse_side``: a downscaled pass, then a short
-refinement of the holes at full resolution). It sets none of the predictor-corrector settings, which its
+refinement of the holes at full resolution). The inner parts of thin holes (captions, scratches) take
+OpenCV FSR's fill (``fill="texture"``), which carries the surrounding texture where the prior's estimate
+does not reach. It sets none of the predictor-corrector settings, which its
 list does not read."""
 
 NCSNPP_SAMPLER = SamplerConfig(steps=50, step_list="no-lowrank", start="noise")
@@ -458,7 +461,7 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
     elif cfg.fsr_start and cfg.sampling != "image":
         problems.append('fsr_start needs sampling "image"')
     if cfg.fill != "smooth" and cfg.sampling != "image":
-        problems.append(f'fill {cfg.fill} needs sampling "image"')
+        problems.append(f'fill {cfg.fill} needs sampling "image" (with sampling "patches" set fill smooth)')
     if cfg.step_list in NETWORK_FREE_LISTS and cfg.start != "lmafit":
         problems.append(
             f'step_list {cfg.step_list} has no network step to take noise off: use start "lmafit"'

@@ -33,7 +33,7 @@ FILL = Annotated[
     typer.Option(
         help="What esdiff fills the inner parts of thin holes (3 to 7 px from a known pixel) with: smooth, "
         "its own completion (letters of a removed caption stay as smooth blobs), or texture, OpenCV FSR's "
-        "fill (the surrounding texture; needs the opencv extra). Default: smooth.",
+        "fill (the surrounding texture). Default: texture.",
         show_default=False,
     ),
 ]

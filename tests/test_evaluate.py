@@ -416,5 +416,5 @@ def test_ablate_variant_all_is_every_variant_in_list_order() -> None:
     from esdiff_cli.ablate import chosen_variants
 
     names = list(ablations())
-    assert chosen_variants("all", names) == names and len(names) == 15
+    assert chosen_variants("all", names) == names and len(names) == 16
     assert chosen_variants(" no-prior, esdiff ,", names) == ["no-prior", "esdiff"]

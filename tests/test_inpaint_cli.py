@@ -208,7 +208,8 @@ def test_sampler_settings_reach_the_library(
     assert calls[-1][1].settings == {"model": tiny_model, "config": DEFAULT_SAMPLER}
     pairs = ["steps=7", "start=noise", "t_start=0.8", "t_end=0.1", "step_list=esdiff", "snr=0.1"]
     pairs += ["predictor_noise=true", "corrector_samples=2", "predictor=ddim", "corrector_cap=0.2"]
-    pairs += ["fusion=mean", "tiling=tile", "sampling=patches", "state=mpt", "shifts=2", "patch_batch=9"]
+    pairs += ["fusion=mean", "tiling=tile", "sampling=patches", "fill=smooth", "state=mpt", "shifts=2"]
+    pairs += ["patch_batch=9"]
     pairs += ["low_rank.mu=3", "low_rank.rank=12", "low_rank.lmafit_tol=0.001", "deep_holes=[0.2, 0.3]"]
     options_file = tmp_path / "more.json"
     options_file.write_text(json.dumps({"low_rank": {"lmafit_max_iter": 77, "trend": 4}}))
@@ -233,6 +234,7 @@ def test_sampler_settings_reach_the_library(
         fusion="mean",
         tiling="tile",
         sampling="patches",
+        fill="smooth",
         state="mpt",
         shifts=2,
         patch_batch=9,
@@ -394,7 +396,8 @@ def test_shipped_model_fills_a_solid_box_with_the_pnp_noise(tmp_path: Path) -> N
     """A 16 px box on a smooth part of scikit-image's coffee (256 x 256, box at x 60, y 160): the defaults,
     whose denoiser sees deep holes with the level's noise, fill it 1.9 dB better than the same sampler
     without that noise (measured, torch 2.13, CPU: 35.64 against 33.76 dB in the hole; biharmonic
-    36.75). The floor: 1 dB above the sampler without the noise and within 1.5 dB of biharmonic."""
+    36.75). The floor: 1 dB above the sampler without the noise and within 1.5 dB of biharmonic. With the
+    smooth fill, whose deep pixels the noise acts on (the texture fill gives most of them FSR's fill)."""
     from skimage import data, transform
 
     src = tmp_path / "coffee.png"
@@ -404,7 +407,8 @@ def test_shipped_model_fills_a_solid_box_with_the_pnp_noise(tmp_path: Path) -> N
     runs = {"esdiff": [], "no-noise": ["--set", "pnp_noise=0"], "biharmonic": ["--method", "biharmonic"]}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.png"
-        args = ["--mask", "box:60,160,16,16", *extra, "--gt", str(src), "-o", str(out)]
+        fill = [] if name == "biharmonic" else ["--fill", "smooth"]
+        args = ["--mask", "box:60,160,16,16", *fill, *extra, "--gt", str(src), "-o", str(out)]
         result = cli("inpaint", str(src), *args, "--json", "-q", "--device", "cpu")
         assert result.exit_code == 0, result.output
         psnr[name] = json.loads(result.stdout)["metrics"]["psnr_missing"]
@@ -418,7 +422,8 @@ def test_solid_boxes_on_the_readme_sample_beat_biharmonic(tmp_path: Path) -> Non
     (torch 2.13, CPU), hole PSNR 16 / 32 / 64 px: 20.38 / 16.50 / 14.104 dB, biharmonic 20.31 / 15.68 /
     14.092; without the low-rank trend (``--set low_rank.trend=null``) 20.22 / 16.36 / 14.12, the 16 px
     hole grey (red 6.9 grey levels short, 2.3 with the trend). The floor: at least biharmonic's on every
-    box, and the 16 px box 0.1 dB above the same sampler without the trend."""
+    box, and the 16 px box 0.1 dB above the same sampler without the trend. With the smooth fill, whose
+    completion the trend steers (the texture fill gives the inner ring of a small box FSR's fill)."""
     from skimage import data, transform
 
     src = tmp_path / "astronaut.png"
@@ -432,6 +437,7 @@ def test_solid_boxes_on_the_readme_sample_beat_biharmonic(tmp_path: Path) -> Non
             args = [
                 "--mask",
                 f"box:100,60,{size},{size}",
+                *(["--fill", "smooth"] if name != "biharmonic" else []),
                 *extra,
                 "--gt",
                 str(src),

@@ -13,8 +13,6 @@ import pytest
 
 from esdiff.config import DEFAULT_SAMPLER, NCSNPP_SAMPLER, SamplerConfig, sampler_config_problems
 
-pytest.importorskip("cv2", reason="the opencv extra is not installed")
-
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, np.ndarray]:
@@ -74,7 +72,8 @@ def test_texture_fill_carries_more_of_the_photos_detail_into_the_hole(results: d
 def test_texture_fill_needs_whole_image_sampling() -> None:
     assert sampler_config_problems(replace(DEFAULT_SAMPLER, fill="texture")) == []  # type: ignore[arg-type]
     problems = sampler_config_problems(SamplerConfig(fill="texture"))  # type: ignore[arg-type]
-    assert 'fill texture needs sampling "image"' in problems
+    assert 'fill texture needs sampling "image" (with sampling "patches" set fill smooth)' in problems
+    assert DEFAULT_SAMPLER.fill == "texture"
     problems = sampler_config_problems(replace(DEFAULT_SAMPLER, fill="grain"))  # type: ignore[arg-type]
     assert "fill must be one of smooth, texture (got 'grain')" in problems
 

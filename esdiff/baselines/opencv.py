@@ -33,7 +33,7 @@ from esdiff.errors import EsdiffError
 DEFAULTS: dict[str, Any] = {"radius": 3}
 """Settings of ``telea`` and ``ns``: the neighbourhood radius in pixels that fills each pixel."""
 
-INSTALL_HINT = "pip install 'esdiff[opencv]' (opencv-contrib-python-headless)"
+INSTALL_HINT = "pip install opencv-contrib-python-headless (a dependency of esdiff)"
 
 
 def _cv2() -> Any:
@@ -41,9 +41,11 @@ def _cv2() -> Any:
     try:
         import cv2
     except ImportError:
-        raise EsdiffError(f"the OpenCV baselines need OpenCV: {INSTALL_HINT}") from None
+        raise EsdiffError(
+            f"OpenCV is missing (the texture fill and the OpenCV methods use it): {INSTALL_HINT}"
+        ) from None
     if not hasattr(cv2, "xphoto"):
-        raise EsdiffError(f"the OpenCV baselines need OpenCV's contrib modules (xphoto): {INSTALL_HINT}")
+        raise EsdiffError(f"OpenCV lacks its contrib modules (xphoto): {INSTALL_HINT}")
     import torch
 
     cv2.setNumThreads(torch.get_num_threads())
