@@ -45,12 +45,17 @@ def end_time(cfg: SamplerConfig, known: np.ndarray, eps: float) -> float | None:
 
 def for_mask(cfg: SamplerConfig, known: np.ndarray, eps: float) -> SamplerConfig:
     """``cfg`` as it runs on an image with mask ``known``: with ``deep_holes``, the schedule's end
-    (``end_time``) and the plug-and-play noise (``pnp_noise`` times ``hole_depth``) set for that mask and
-    the rule itself dropped, so a resolved config resolves to itself."""
+    (``end_time``) and the plug-and-play noise (``pnp_noise`` times ``hole_depth``) set for that mask,
+    the texture fill only where the holes count as deep at all (scattered pixels and thin text keep the
+    sampler's own fill: their few pixels 3 px from a known one gain nothing from FSR's, which costs a
+    whole FSR run), and the rule itself dropped, so a resolved config resolves to itself."""
     if cfg.deep_holes is None:
         return cfg
-    noise = cfg.pnp_noise * hole_depth(cfg, known)
-    return replace(cfg, t_end=end_time(cfg, known, eps), pnp_noise=noise, deep_holes=None)
+    depth = hole_depth(cfg, known)
+    fill = cfg.fill if depth > 0 else "smooth"
+    return replace(
+        cfg, t_end=end_time(cfg, known, eps), pnp_noise=cfg.pnp_noise * depth, deep_holes=None, fill=fill
+    )
 
 
 def noise_schedule(

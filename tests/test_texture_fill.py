@@ -133,3 +133,24 @@ def test_evaluate_fill_sets_esdiff_only(tmp_path: Path, monkeypatch: pytest.Monk
     assert seen["ncsnpp"].get("config", NCSNPP_SAMPLER) == NCSNPP_SAMPLER
     result = cli(*args, "--methods", "fsr", "--fill", "texture", "-q")
     assert result.exit_code == 2 and "--fill applies to the esdiff method" in result.stderr
+
+
+def test_texture_fill_only_where_holes_count_as_deep() -> None:
+    """Scattered pixels have a few missing pixels 3 px from every known one, not holes: the resolved
+    config keeps the smooth fill there (no FSR run); a box keeps the texture fill."""
+    from esdiff.schedule import for_mask
+
+    rng = np.random.default_rng(0)
+    scattered = rng.random((128, 128)) > 0.8
+    assert (~within_np(scattered, 2)).any()  # some pixels do lie 3 px from every known one
+    assert for_mask(DEFAULT_SAMPLER, scattered, 1e-5).fill == "smooth"
+    box = np.ones((128, 128), dtype=bool)
+    box[40:80, 40:80] = False
+    assert for_mask(DEFAULT_SAMPLER, box, 1e-5).fill == "texture"
+
+
+def within_np(known: np.ndarray, reach: int) -> np.ndarray:
+    """Pixels within Chebyshev ``reach`` of a known pixel."""
+    from scipy import ndimage
+
+    return ndimage.maximum_filter(known, size=2 * reach + 1)
