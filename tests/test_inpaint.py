@@ -143,11 +143,19 @@ def _ramp(size: int) -> np.ndarray:
 
 
 def _no_prior(trend: float | None, sampling: str, steps: int = 5) -> SamplerConfig:
-    """The default sampler without its network step (the low-rank completion alone), trend as given."""
+    """The default sampler without its network step (the low-rank completion alone, the smooth fill whose
+    completion the trend steers), trend as given."""
     from esdiff.config import DEFAULT_SAMPLER
 
     low_rank = replace(DEFAULT_SAMPLER.low_rank, trend=trend)
-    return replace(DEFAULT_SAMPLER, step_list="no-prior", sampling=sampling, steps=steps, low_rank=low_rank)
+    return replace(
+        DEFAULT_SAMPLER,
+        step_list="no-prior",
+        sampling=sampling,
+        steps=steps,
+        low_rank=low_rank,
+        fill="smooth",
+    )
 
 
 @pytest.mark.parametrize("sampling", ["image", "patches"])
