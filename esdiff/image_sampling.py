@@ -214,8 +214,8 @@ def sample_whole_image(
     # fill="texture": the deep pixels that the pnp-near estimate does not reach, but within a Hankel
     # window of a known pixel (farther, the completion runs around the trend), take FSR's fill for good
     reach = within(mask[None], cfg.low_rank.window - 1)[0] if cfg.fill == "texture" else None
-    deep = None if reach is None else (near == 0) & reach
-    held = None if deep is None else torch.where(deep, _fsr_fill(observed, known).to(x), x)
+    textured = None if reach is None else (near == 0) & reach
+    held = None if textured is None else torch.where(textured, _fsr_fill(observed, known).to(x), x)
     offsets = torch.randint(0, P, (cfg.steps, 2), generator=torch.Generator().manual_seed(seed))
     for i in range(cfg.steps):
         at_level = replace(base, sigma=float(sigmas[i]), step_var=float(step_vars[i]))
@@ -225,8 +225,8 @@ def sample_whole_image(
             else:
                 tiles = Tiles(height, width, (int(offsets[i, 0]), int(offsets[i, 1])))
                 x = _tile_pass(x, tiles, steps, at_level, seed, i, near)
-            if deep is not None and held is not None:
-                x = torch.where(deep, held, x)
+            if textured is not None and held is not None:
+                x = torch.where(textured, held, x)
         if observe is not None:
             observe(i + 1, x)
         progress(cfg.steps - (cfg.steps - share) * (cfg.steps - i - 1) / cfg.steps, cfg.steps)
@@ -252,12 +252,9 @@ def _fsr_start(x: Tensor, observed: np.ndarray, known: np.ndarray, reach: int) -
     (``SamplerConfig.fsr_start``); ``x`` itself when ``reach`` is 0."""
     if reach <= 0:
         return x
-    from esdiff.baselines.opencv import inpaint_fsr
-
     mask = torch.from_numpy(np.ascontiguousarray(known))[None, None]
     deep = ~within(mask, reach - 1)[0].to(x.device)
-    fill = torch.from_numpy(inpaint_fsr(observed, known)).permute(2, 0, 1).to(x)
-    return torch.where(deep, fill, x)
+    return torch.where(deep, _fsr_fill(observed, known).to(x), x)
 
 
 def _fsr_fill(observed: np.ndarray, known: np.ndarray) -> Tensor:

@@ -149,34 +149,28 @@ def inpaint_images(
         if whole:
             runs = []
             for i, (image, mask) in enumerate(zip(padded, masks, strict=True)):
-                if observe is None and coarse_size(len(mask), mask.shape[1], cfg) is not None:  # a big photo
-                    run = sample_coarse_to_fine(
-                        image,
-                        mask,
-                        score=score,
-                        encoding=encoding,
-                        sde=sde,
-                        step_list=chosen,
-                        cfg=cfg,
-                        seed=seed,
-                        device=device,
-                        progress=partial(offset, report, i * cfg.steps),
-                    )
-                    runs.append(run)
-                    continue
-                runs.append(
-                    sample_whole_image(
-                        image,
-                        mask,
-                        score=score,
-                        encoding=encoding,
-                        sde=sde,
-                        step_list=chosen,
+                # a big photo runs coarse to fine with the unresolved config (each scale resolves it)
+                big = observe is None and coarse_size(len(mask), mask.shape[1], cfg) is not None
+                sampler = (
+                    partial(sample_coarse_to_fine, cfg=cfg)
+                    if big
+                    else partial(
+                        sample_whole_image,
                         cfg=configs[i],
+                        observe=None if observe is None else as_patches(observe, image, mask, cfg),
+                    )
+                )
+                runs.append(
+                    sampler(
+                        image,
+                        mask,
+                        score=score,
+                        encoding=encoding,
+                        sde=sde,
+                        step_list=chosen,
                         seed=seed,
                         device=device,
                         progress=partial(offset, report, i * cfg.steps),
-                        observe=None if observe is None else as_patches(observe, image, mask, cfg),
                     )
                 )
         else:  # images whose resolved configs differ (``for_mask``) cannot share batches: one group each
