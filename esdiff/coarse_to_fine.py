@@ -11,7 +11,8 @@ the start, and refine only the holes at full resolution with a few levels from a
    blocks of ``BAND`` rows by ``BLOCK_WIDTH`` columns with ``OVERLAP`` pixels of context on every side,
    each block running all its levels before the next (so only one block's ADMM state is held, whatever
    the photo's size), blended linearly where blocks overlap. Tiles and low-rank patches without a
-   missing pixel are skipped as always.
+   missing pixel are skipped as always. The refinement runs with the smooth fill; with the texture fill
+   the result then takes the detail of the surroundings (``texture.mirror_detail``) in its holes.
 
 Known pixels stay exact; a seed gives the same bytes.
 """
@@ -24,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import Tensor
 
 from esdiff.config import COARSE_ABOVE, SamplerConfig
@@ -31,8 +33,13 @@ from esdiff.image_sampling import sample_whole_image
 from esdiff.sampler import StepList
 from esdiff.schedule import for_mask
 from esdiff.sde import VESDE
+from esdiff.texture import mirror_detail
 from esdiff.transforms import Encoding
 
+RIM_LENGTH = 4.0
+"""Coarse pixels over which the rim correction (``rim_correction``) fades by a factor e into a hole."""
+RIM_SIGMA = 2.0
+"""Full-resolution pixels of the Gaussian that smooths the rim correction along the rim."""
 BAND = 128
 """Rows of the full-resolution image each refinement block keeps."""
 BLOCK_WIDTH = 1024
@@ -70,6 +77,20 @@ def upsample(image: np.ndarray, size: tuple[int, int]) -> Tensor:
     """``image [h, w, 3]`` -> ``[3, H, W]`` float32, bilinear."""
     small = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
     return F.interpolate(small, size=size, mode="bilinear", align_corners=False)[0]
+
+
+def rim_correction(observed: np.ndarray, known: np.ndarray, upsampled: Tensor, length: float) -> Tensor:
+    """``[3, H, W]``: what the upsampled coarse fill needs in the holes to meet the full-resolution known
+    pixels at the rim: each missing pixel takes the residual (observation minus ``upsampled``) of its
+    nearest known pixel, smoothed (``RIM_SIGMA``), fading as ``exp(-distance / length)`` into the hole;
+    zero on known pixels."""
+    filled = upsampled.permute(1, 2, 0).double().numpy()
+    residual = np.where(known[..., None], observed - filled, 0.0)
+    distance, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
+    nearest = residual[rows, cols]
+    smooth = np.stack([ndimage.gaussian_filter(nearest[..., c], RIM_SIGMA) for c in range(3)], -1)
+    fade = np.where(known, 0.0, np.exp(-distance / length))
+    return torch.from_numpy(smooth * fade[..., None]).permute(2, 0, 1)
 
 
 def bands(length: int, size: int | None = None) -> list[tuple[int, int]]:
@@ -121,7 +142,11 @@ def sample_coarse_to_fine(
     fine = for_mask(plain, known, sde.eps)
     t_start = max(cfg.refine_t_start, fine.t_end if fine.t_end is not None else 0.0)
     fine = replace(fine, steps=cfg.refine_steps, t_start=t_start)
-    fine = replace(fine, low_rank=replace(fine.low_rank, init="svd"))
+    # The coarse fill carries the texture fill's FSR pixels already; FSR's own fill at full resolution
+    # would outline every letter where it meets the upsampled one: the refinement runs smooth and its
+    # result takes the surroundings' detail (esdiff.texture) from where pnp-near stops.
+    textured = fine.fill == "texture"
+    fine = replace(fine, fill="smooth", low_rank=replace(fine.low_rank, init="svd"))
 
     # progress: the coarse pass and each block by their missing pixels times their levels
     blocks = [(rows, cols) for rows in _spans(height) for cols in _spans(width, BLOCK_WIDTH)]
@@ -151,34 +176,40 @@ def sample_coarse_to_fine(
     done[0] += work[0]
     y = torch.from_numpy(np.ascontiguousarray(observed, dtype=np.float32)).permute(2, 0, 1)
     mask = torch.from_numpy(np.ascontiguousarray(known))[None]
-    start = torch.where(mask, y, upsample(coarse, (height, width)))
-
-    total_image = torch.zeros(3, height, width, dtype=torch.float64)
-    weights = torch.zeros(height, width, dtype=torch.float64)
-    for k, ((top, bottom, lo, hi), (left, right, first, last)) in enumerate(blocks, start=1):
-        box = np.s_[lo:hi, first:last]
-        if known[box].all():
-            out = start[:, lo:hi, first:last].double()
-        else:
-            sampled = sample_whole_image(
-                observed[box],
-                known[box],
-                score=score,
-                encoding=encoding,
-                sde=sde,
-                step_list=step_list,
-                cfg=fine,
-                seed=seed + k,
-                device=device,
-                progress=part(k),
-                start=start[:, lo:hi, first:last],
-            )
-            out = torch.from_numpy(sampled).permute(2, 0, 1)
-        w = band_weight(top, bottom, lo, hi)[:, None] * band_weight(left, right, first, last)[None, :]
-        total_image[:, lo:hi, first:last] += w * out
-        weights[lo:hi, first:last] += w
-        done[0] += work[k]
-        progress(cfg.steps * done[0] / total, cfg.steps)
-    result = (total_image / weights).permute(1, 2, 0).numpy()
+    upsampled = upsample(coarse, (height, width))
+    length = RIM_LENGTH * max(height, width) / max(size)
+    start = torch.where(mask, y, upsampled + rim_correction(observed, known, upsampled, length))
+    if fine.steps == 0:
+        result = start.double().permute(1, 2, 0).numpy()
+    else:
+        total_image = torch.zeros(3, height, width, dtype=torch.float64)
+        weights = torch.zeros(height, width, dtype=torch.float64)
+        for k, ((top, bottom, lo, hi), (left, right, first, last)) in enumerate(blocks, start=1):
+            box = np.s_[lo:hi, first:last]
+            if known[box].all():
+                out = start[:, lo:hi, first:last].double()
+            else:
+                sampled = sample_whole_image(
+                    observed[box],
+                    known[box],
+                    score=score,
+                    encoding=encoding,
+                    sde=sde,
+                    step_list=step_list,
+                    cfg=fine,
+                    seed=seed + k,
+                    device=device,
+                    progress=part(k),
+                    start=start[:, lo:hi, first:last],
+                )
+                out = torch.from_numpy(sampled).permute(2, 0, 1)
+            w = band_weight(top, bottom, lo, hi)[:, None] * band_weight(left, right, first, last)[None, :]
+            total_image[:, lo:hi, first:last] += w * out
+            weights[lo:hi, first:last] += w
+            done[0] += work[k]
+            progress(cfg.steps * done[0] / total, cfg.steps)
+        result = (total_image / weights).permute(1, 2, 0).numpy()
+    if textured:
+        result += mirror_detail(observed, known, start=3)  # where near_known_weight is 0
     np.copyto(result, observed, where=known[..., None])
     return result

@@ -256,7 +256,8 @@ class SamplerConfig:
     then its holes are refined at full resolution from the upsampled fill; None: every image at full
     resolution."""
     refine_steps: int = 2
-    """Coarse to fine: the levels of the full-resolution refinement."""
+    """Coarse to fine: the levels of the full-resolution refinement; 0: none (the upsampled coarse fill,
+    corrected at the rim, is the result)."""
     refine_t_start: float = 0.15
     """Coarse to fine: the time label of the refinement's first level (lower than ``t_start``: the coarse
     fill is already close; at least the config's ``t_end``)."""
@@ -266,7 +267,9 @@ class SamplerConfig:
     (``pnp-near``): ``smooth``, the sampler's own completion; ``texture``, OpenCV's FSR fill
     (``esdiff.baselines.opencv``), which carries the surrounding texture into thin
     holes (captions, scratches), kept as it is while the sampler completes the rest. Farther inside a hole
-    both complete around the smooth trend (``low_rank.trend``). docs/method.md says why not the prior."""
+    both complete around the smooth trend (``low_rank.trend``), and ``texture`` then adds the detail of
+    the surroundings, mirrored across the hole's rim (``esdiff.texture``). docs/method.md says why not the
+    prior."""
 
 
 DEFAULT_SAMPLER = SamplerConfig(
@@ -280,6 +283,7 @@ DEFAULT_SAMPLER = SamplerConfig(
     sampling="image",
     low_rank=LowRankConfig(dtype="float32", lmafit_tol=1e-2, trend=8.0),
     coarse_side=512,
+    refine_steps=0,
     fill="texture",
 )
 """The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on the
@@ -289,10 +293,11 @@ from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining i
 0.25 down to ``t_end``, except where the mask's holes are deep (``deep_holes``): such masks end at the
 SDE's eps and the denoiser sees them with the level's noise on every pixel (``pnp_noise``). The image is
 the state (``sampling="image"``: moving tiles); deep holes are completed around a smooth trend
-(``low_rank.trend``). Big photos run coarse to fine (``coarse_side``: a downscaled pass, then a short
-refinement of the holes at full resolution). The inner parts of thin holes (captions, scratches) take
-OpenCV FSR's fill (``fill="texture"``), which carries the surrounding texture where the prior's estimate
-does not reach. It sets none of the predictor-corrector settings, which its
+(``low_rank.trend``). Big photos run coarse to fine (``coarse_side``: a downscaled pass, its fill
+upsampled and corrected at the rim, no refinement levels: ``refine_steps`` 0). The inner parts of thin
+holes (captions, scratches) take OpenCV FSR's fill (``fill="texture"``), which carries the surrounding
+texture where the prior's estimate does not reach, and the deeper parts of wide holes the detail of
+their surroundings (``esdiff.texture``). It sets none of the predictor-corrector settings, which its
 list does not read."""
 
 NCSNPP_SAMPLER = SamplerConfig(steps=50, step_list="no-lowrank", start="noise")
@@ -388,10 +393,11 @@ def sampler_config_problems(cfg: SamplerConfig) -> list[str]:
             ("low_rank.window", lr.window),
             ("low_rank.lmafit_max_iter", lr.lmafit_max_iter),
             ("low_rank.max_rank", lr.max_rank),
-            ("refine_steps", cfg.refine_steps),
         ]
         if not _is_positive_int(value)
     ]
+    if not (_is_int(cfg.refine_steps) and cfg.refine_steps >= 0):
+        problems.append(f"refine_steps must be a whole number, 0 or more (got {cfg.refine_steps!r})")
     choices: list[tuple[str, object, Any]] = [
         ("step_list", cfg.step_list, StepListName),
         ("start", cfg.start, StartMode),

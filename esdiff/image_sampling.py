@@ -40,6 +40,7 @@ from esdiff.sampler import (
 )
 from esdiff.schedule import noise_schedule
 from esdiff.sde import VESDE
+from esdiff.texture import mirror_detail
 
 P = PATCH_SIZE
 
@@ -230,7 +231,10 @@ def sample_whole_image(
         if observe is not None:
             observe(i + 1, x)
         progress(cfg.steps - (cfg.steps - share) * (cfg.steps - i - 1) / cfg.steps, cfg.steps)
-    return x.permute(1, 2, 0).cpu().numpy().astype(np.float64)
+    result = x.permute(1, 2, 0).cpu().numpy().astype(np.float64)
+    if textured is not None:  # beyond FSR's pixels, the detail of the surroundings (esdiff.texture)
+        result += mirror_detail(observed, known, start=cfg.low_rank.window)
+    return result
 
 
 START_SHARE = {"lmafit": 0.25, "svd": 0.02}

@@ -31,9 +31,9 @@ class Fill(str, Enum):
 FILL = Annotated[
     Fill | None,
     typer.Option(
-        help="What esdiff fills the inner parts of thin holes (3 to 7 px from a known pixel) with: smooth, "
-        "its own completion (letters of a removed caption stay as smooth blobs), or texture, OpenCV FSR's "
-        "fill (the surrounding texture). Default: texture.",
+        help="How esdiff fills the inside of holes: smooth, its own completion (letters of a removed "
+        "caption stay as smooth blobs), or texture: OpenCV FSR's fill 3 to 7 px from a known pixel and, "
+        "deeper, the detail of the surroundings. Default: texture.",
         show_default=False,
     ),
 ]

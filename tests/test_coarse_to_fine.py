@@ -144,3 +144,33 @@ def test_coarse_to_fine_keeps_known_pixels_and_is_seeded(
     again = run(3)
     assert again.tobytes() == first.tobytes()
     assert not np.array_equal(run(4), first)
+
+
+def test_rim_correction_fades_a_constant_offset_into_the_hole() -> None:
+    """An upsampled fill off by a constant everywhere: each missing pixel is corrected by that constant
+    times ``exp(-distance / length)``, the known ones not at all."""
+    known = np.ones((40, 50), dtype=bool)
+    known[10:30, 5:45] = False
+    observed = np.full((40, 50, 3), 0.5) * known[..., None]
+    upsampled = torch.full((3, 40, 50), 0.4)
+    fix = coarse_to_fine.rim_correction(observed, known, upsampled, length=3.0).permute(1, 2, 0).numpy()
+    assert not fix[known].any()
+    distance = np.minimum.reduce([np.arange(40)[:, None] - 9, 30 - np.arange(40)[:, None]])
+    distance = np.minimum(distance, np.minimum(np.arange(50) - 4, 45 - np.arange(50))[None])
+    expected = 0.1 * np.exp(-distance / 3.0)
+    np.testing.assert_allclose(fix[~known], np.repeat(expected[~known][:, None], 3, 1), rtol=1e-6)
+
+
+def test_coarse_to_fine_without_refinement_keeps_known_pixels_and_is_seeded(
+    tiny_model: Path, scene: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The defaults' way (``refine_steps`` 0): the coarse pass alone, its fill corrected at the rim and
+    given the surroundings' detail: known pixels exact, a seed the same bytes; a negative count is
+    refused."""
+    observed, known = scene
+    cfg = replace(SMALL, refine_steps=0)
+    first = inpaint_image(observed, known, model=tiny_model, seed=3, config=cfg)
+    assert np.array_equal(first[known], observed[known]) and 0 <= first.min() and first.max() <= 1
+    assert inpaint_image(observed, known, model=tiny_model, seed=3, config=cfg).tobytes() == first.tobytes()
+    assert sampler_config_problems(replace(DEFAULT_SAMPLER, refine_steps=-1))
+    assert not sampler_config_problems(cfg)
