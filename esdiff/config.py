@@ -273,10 +273,10 @@ class SamplerConfig:
 
 
 DEFAULT_SAMPLER = SamplerConfig(
-    steps=25,
+    steps=12,
     step_list="pnp-near",
     start="lmafit",
-    t_start=0.25,
+    t_start=0.15,
     t_end=0.08,
     deep_holes=(0.1, 0.25),
     pnp_noise=1.0,
@@ -289,8 +289,8 @@ DEFAULT_SAMPLER = SamplerConfig(
 """The defaults of `esdiff inpaint` (and of the library's esdiff method), chosen by measurement on the
 validation photos (docs/results.md); ``SamplerConfig()`` holds SPEC's faithful settings. The ``pnp-near``
 list (plug-and-play ADMM: one ADMM iteration, then the prior's denoised estimate next to known pixels)
-from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining it), 25 levels from t =
-0.25 down to ``t_end``, except where the mask's holes are deep (``deep_holes``): such masks end at the
+from the clean LMaFit start (a loose float32 fit: the ADMM steps keep refining it), 12 levels from t =
+0.15 down to ``t_end``, except where the mask's holes are deep (``deep_holes``): such masks end at the
 SDE's eps and the denoiser sees them with the level's noise on every pixel (``pnp_noise``). The image is
 the state (``sampling="image"``: moving tiles); deep holes are completed around a smooth trend
 (``low_rank.trend``). Big photos run coarse to fine (``coarse_side``: a downscaled pass, its fill
