@@ -27,7 +27,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from esdiff.config import ModelConfig, TrainConfig, from_json, model_config_problems, to_json
+from esdiff.config import ModelConfig, TrainConfig, from_json, to_json
+from esdiff.config_checks import model_config_problems
 from esdiff.errors import EsdiffError
 from esdiff.io import atomic_write
 from esdiff.nn import ScoreModel, build_score_model

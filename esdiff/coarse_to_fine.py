@@ -30,7 +30,7 @@ from torch import Tensor
 
 from esdiff.config import COARSE_ABOVE, SamplerConfig
 from esdiff.image_sampling import sample_whole_image
-from esdiff.sampler import StepList
+from esdiff.sampler import NEAR_REACH, StepList
 from esdiff.schedule import for_mask
 from esdiff.sde import VESDE
 from esdiff.texture import mirror_detail
@@ -88,7 +88,7 @@ def rim_correction(observed: np.ndarray, known: np.ndarray, upsampled: Tensor, l
     residual = np.where(known[..., None], observed - filled, 0.0)
     distance, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
     nearest = residual[rows, cols]
-    smooth = np.stack([ndimage.gaussian_filter(nearest[..., c], RIM_SIGMA) for c in range(3)], -1)
+    smooth = ndimage.gaussian_filter(nearest, (RIM_SIGMA, RIM_SIGMA, 0))
     fade = np.where(known, 0.0, np.exp(-distance / length))
     return torch.from_numpy(smooth * fade[..., None]).permute(2, 0, 1)
 
@@ -210,6 +210,6 @@ def sample_coarse_to_fine(
             progress(cfg.steps * done[0] / total, cfg.steps)
         result = (total_image / weights).permute(1, 2, 0).numpy()
     if textured:
-        result += mirror_detail(observed, known, start=3)  # where near_known_weight is 0
+        result += mirror_detail(observed, known, start=NEAR_REACH + 1)  # beyond pnp-near's estimate
     np.copyto(result, observed, where=known[..., None])
     return result

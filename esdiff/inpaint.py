@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from esdiff.coarse_to_fine import coarse_size, sample_coarse_to_fine
-from esdiff.config import DEFAULT_SAMPLER, SamplerConfig, sampler_config_problems
+from esdiff.config import DEFAULT_SAMPLER, SamplerConfig
+from esdiff.config_checks import sampler_config_problems
 from esdiff.errors import EsdiffError
 from esdiff.image_sampling import sample_whole_image
 from esdiff.patches import GRID_SHIFTS, PatchBatch, PatchGrid, fill_images, make_grid, patches_to_fill
@@ -51,7 +52,7 @@ def inpaint_image(
 
     ``config`` (default ``DEFAULT_SAMPLER``) is used as given; ``steps``, when given, replaces its step
     count. ``step_list`` names an entry of ``STEP_LISTS`` in place of ``cfg.step_list``. A config with
-    problems (``config.sampler_config_problems``) is an EsdiffError before any work.
+    problems (``config_checks.sampler_config_problems``) is an EsdiffError before any work.
     ``progress(done, total, unit="patches")`` counts the
     patches of all runs (``done`` moves by a fraction of the batch per sampler step; with
     ``sampling="image"``, ``unit="steps"`` counts steps). ``every_patch`` samples every patch of each

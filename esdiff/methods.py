@@ -192,11 +192,13 @@ class Ablation:
 
 def ablations() -> dict[str, Ablation]:
     """The variants of ``esdiff/ablations.json`` by name: each a change of ``DEFAULT_SAMPLER`` (or, with
-    ``"base": "paper"``, of SPEC's ``SamplerConfig()``), checked by ``config.sampler_config_problems``."""
+    ``"base": "paper"``, of SPEC's ``SamplerConfig()``), checked by
+    ``config_checks.sampler_config_problems``."""
     import json
     from importlib import resources
 
-    from esdiff.config import sampler_config_problems, with_changes
+    from esdiff.config import with_changes
+    from esdiff.config_checks import sampler_config_problems
 
     data = json.loads(resources.files("esdiff").joinpath("ablations.json").read_text())
     bases = {"defaults": DEFAULT_SAMPLER, "paper": SamplerConfig()}

@@ -167,10 +167,14 @@ def denoise(state: State, ctx: Context) -> State:
     return replace(state, x=clean, psi=None, psi_x=None)
 
 
+NEAR_REACH = 2
+"""The farthest (Chebyshev) distance from a known pixel at which ``pnp-near`` takes the prior's estimate."""
+
+
 def near_known_weight(known: Tensor) -> Tensor:
     """``[B, 1, h, w]`` weights of the ``pnp-near`` list: 1 on known pixels and on missing pixels next to
-    one (Chebyshev distance 1), 0.5 at distance 2, 0 farther inside a hole."""
-    return (within(known, 1).float() + within(known, 2).float()) / 2
+    one (Chebyshev distance 1), 0.5 at distance 2 (``NEAR_REACH``), 0 farther inside a hole."""
+    return (within(known, 1).float() + within(known, NEAR_REACH).float()) / 2
 
 
 def denoise_pnp(state: State, ctx: Context) -> State:

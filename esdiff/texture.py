@@ -26,12 +26,8 @@ def detail_layer(observed: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, n
     ``[H, W]`` pixels whose detail is reliable (``RELIABLE``)."""
     mask = known.astype(np.float64)
     weight = ndimage.gaussian_filter(mask, SIGMA, mode="nearest")
-    blur = (
-        np.stack(
-            [ndimage.gaussian_filter(observed[..., c] * mask, SIGMA, mode="nearest") for c in range(3)], -1
-        )
-        / np.maximum(weight, 1e-12)[..., None]
-    )
+    blurred = ndimage.gaussian_filter(observed * mask[..., None], (SIGMA, SIGMA, 0), mode="nearest")
+    blur = blurred / np.maximum(weight, 1e-12)[..., None]
     detail = np.where(known[..., None], observed - blur, 0.0)
     return detail, known & (weight >= RELIABLE)
 

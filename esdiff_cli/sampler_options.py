@@ -93,9 +93,10 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def sampler_config(base: Any, changes: dict[str, Any], what: str = "--set") -> Any:
-    """The sampler config ``base`` with ``changes``, checked once (``config.sampler_config_problems``):
+    """The sampler config ``base`` with ``changes``, checked once (``config_checks.sampler_config_problems``):
     an unknown key or a bad value is one error line (exit 2)."""
-    from esdiff.config import sampler_config_problems, with_changes
+    from esdiff.config import with_changes
+    from esdiff.config_checks import sampler_config_problems
 
     try:
         cfg = with_changes(base, changes)

@@ -39,6 +39,14 @@ def panel(image: np.ndarray, title: str) -> Image.Image:
     return tile
 
 
+def sheet(tiles: list[Image.Image]) -> Image.Image:
+    """The tiles side by side, in order."""
+    out = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height), "white")
+    for i, tile in enumerate(tiles):
+        out.paste(tile, (i * tiles[0].width, 0))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,11 +75,8 @@ def main() -> None:
         tiles.append(panel(out, f"{name}\n{whole:.2f} dB ({holes:.2f} in holes)"))
         print(f"{name:10s} psnr {whole:6.2f}  holes {holes:6.2f}", flush=True)
     tiles.append(panel(truth, "truth"))
-    sheet = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height), "white")
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, (i * tile.width, 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out)
+    sheet(tiles).save(args.out)
     print(args.out)
 
 

@@ -3,11 +3,15 @@ outputs and the truth, each labelled with its PSNR inside the holes of the crop.
 
     python examples/compare_crop.py runs/speed/inputs/1080-caption.png --mask caption \\
         --esdiff before=runs/speed/outputs/1080-caption_baseline-4706bce.png \\
-        --esdiff now=runs/speed/outputs/1080-caption_work.png --box 225,30,480,180 \\
+        --esdiff now=runs/speed/outputs/1080-caption_main.png --box 225,30,480,180 \\
         -o docs/compare_1080_caption.png
+    python examples/compare_crop.py runs/speed/inputs/1080-strokes.png --mask strokes:thick \\
+        --esdiff now=runs/speed/outputs/1080-strokes_main.png --box 480,210,480,180 \\
+        -o docs/compare_1080_strokes.png
 
-The esdiff outputs come from `esdiff inpaint PHOTO --mask SPEC` (e.g. `benchmarks/speed.py` keeps them);
-biharmonic and FSR run here on the whole photo, so every panel fills the same holes.
+The esdiff outputs come from `esdiff inpaint PHOTO --mask SPEC` (`benchmarks/speed.py` keeps them, named
+after the case and the folder of the checkout that ran them: `main` here); biharmonic and FSR run here on
+the whole photo, so every panel fills the same holes.
 """
 
 from __future__ import annotations
@@ -16,8 +20,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from compare import panel  # examples/compare.py, beside this file
-from PIL import Image
+from compare import panel, sheet  # examples/compare.py, beside this file
 
 from esdiff.io import read_image
 from esdiff.masks import resolve_mask
@@ -56,10 +59,7 @@ def main() -> None:
             else f"\nhole {psnr(image[crop], truth[crop], ~known[crop]):.2f} dB"
         )
         tiles.append(panel(image[crop], name + hole))
-    sheet = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height), "white")
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, (i * tiles[0].width, 0))
-    sheet.save(args.out)
+    sheet(tiles).save(args.out)
     print(f"wrote {args.out}")
 
 

@@ -11,7 +11,8 @@ import torch
 
 from esdiff import coarse_to_fine
 from esdiff.coarse_to_fine import band_weight, bands, coarse_size, downscale
-from esdiff.config import DEFAULT_SAMPLER, LowRankConfig, SamplerConfig, sampler_config_problems
+from esdiff.config import DEFAULT_SAMPLER, LowRankConfig, SamplerConfig
+from esdiff.config_checks import sampler_config_problems
 from esdiff.hankel import hankel
 from esdiff.inpaint import inpaint_image
 from esdiff.lowrank import admm_step, svd_start

@@ -12,15 +12,14 @@ import torch
 
 from esdiff.config import (
     DEFAULT_SAMPLER,
-    MAX_SHIFTS,
     NCSNPP_SAMPLER,
     LowRankConfig,
     SamplerConfig,
     StepListName,
     from_json,
-    sampler_config_problems,
     to_json,
 )
+from esdiff.config_checks import MAX_SHIFTS, sampler_config_problems
 
 
 def test_the_shipped_configs_have_no_problems() -> None:

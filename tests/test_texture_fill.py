@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from esdiff.config import DEFAULT_SAMPLER, NCSNPP_SAMPLER, SamplerConfig, sampler_config_problems
+from esdiff.config import DEFAULT_SAMPLER, NCSNPP_SAMPLER, SamplerConfig
+from esdiff.config_checks import sampler_config_problems
 
 
 @pytest.fixture(scope="module")
